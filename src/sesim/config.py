@@ -1,0 +1,201 @@
+"""Typed, validated run configuration (pydantic), YAML presets and ``--set`` overrides.
+
+Every section forbids unknown keys, so a typo is an error rather than a silently ignored option.
+Builders receive only their own section (``config.loss``, ``config.model.generator``, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PRESETS_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix; the message names the key or file."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class GeneratorConfig(Section):
+    ngf: int = Field(64, ge=1)
+    blocks: int = Field(9, ge=0)
+    antialias: bool = True
+
+
+class DiscriminatorConfig(Section):
+    ndf: int = Field(64, ge=1)
+    layers: int = Field(3, ge=1)
+    antialias: bool = True
+
+
+class ModelConfig(Section):
+    generator: GeneratorConfig = GeneratorConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+
+
+class LossConfig(Section):
+    """The structure term: FSeSim (``learned: false``) or LSeSim (``learned: true``)."""
+
+    backbone: Literal["vgg16", "efficientnet_lite0"] = "vgg16"
+    backbone_weights: str = "imagenet"
+    taps: list[str] = ["relu3_1", "relu4_1", "relu4_3"]
+    window: int | None = Field(64, ge=1)
+    normalize: bool = False
+    mode: Literal["cos", "l1"] = "cos"
+    num_queries: int = Field(256, ge=1)
+    learned: bool = False
+    augment: bool = True
+    temperature: float = Field(0.07, gt=0)
+
+    @field_validator("taps")
+    @classmethod
+    def _taps_not_empty(cls, taps: list[str]) -> list[str]:
+        if not taps:
+            raise ValueError("at least one tap is needed")
+        return taps
+
+
+class WeightsConfig(Section):
+    """Loss weights of the generator objective ``gan * L_GAN + spatial * L_S + identity terms``."""
+
+    gan: float = Field(1.0, ge=0)
+    spatial: float = Field(10.0, ge=0)
+    identity_l1: float = Field(0.0, ge=0)
+    identity_spatial: float = Field(0.0, ge=0)
+
+
+class DataConfig(Section):
+    root: str | None = None
+    load_size: int = Field(286, ge=4)
+    crop_size: int = Field(256, ge=4)
+    preprocess: Literal["resize_and_crop", "crop", "none"] = "resize_and_crop"
+    flip: bool = True
+    workers: int = Field(2, ge=0)
+    direction: Literal["AtoB", "BtoA"] = "AtoB"
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> DataConfig:
+        if self.preprocess == "resize_and_crop" and self.crop_size > self.load_size:
+            raise ValueError(f"crop_size {self.crop_size} is larger than load_size {self.load_size}")
+        if self.crop_size % 4:
+            raise ValueError(f"crop_size must be a multiple of 4 (the generator halves twice), got {self.crop_size}")
+        return self
+
+
+class TrainConfig(Section):
+    batch_size: int = Field(1, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    epochs: int = Field(200, ge=0)
+    decay_epochs: int = Field(200, ge=0)
+    max_steps: int | None = Field(None, ge=1)
+    pool_size: int = Field(50, ge=0)
+    seed: int = 0
+    device: str = "auto"
+    deterministic: bool = False
+
+
+class LogConfig(Section):
+    out_dir: str = "runs"
+    every: int = Field(50, ge=1)
+    sample_every: int = Field(1000, ge=1)
+    checkpoint_every: int = Field(5000, ge=1)
+    tensorboard: bool = True
+    progress: bool = True
+
+
+class RunConfig(Section):
+    method: Literal["sesim"] = "sesim"
+    name: str = "sesim"
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    weights: WeightsConfig = WeightsConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    log: LogConfig = LogConfig()
+
+
+def preset_names() -> list[str]:
+    return sorted(path.stem for path in PRESETS_DIR.glob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path} (presets: {', '.join(preset_names())})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A preset name (``fsesim``) or a YAML file path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    preset = PRESETS_DIR / f"{name_or_path}.yaml"
+    if preset.is_file():
+        return preset
+    raise ConfigError(f"unknown config {name_or_path!r}: not a file and not a preset ({', '.join(preset_names())})")
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``section.key=value`` (value parsed as YAML) to a nested dict, in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.batch_size=4")
+    dotted, raw = assignment.split("=", 1)
+    keys = dotted.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"--set {assignment!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {assignment!r}: {key!r} is not a section")
+    node[keys[-1]] = value
+
+
+def validate(data: dict[str, Any], source: str) -> RunConfig:
+    """Validate a nested dict; the first problem becomes a one-line ``ConfigError``."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        if first["type"] == "extra_forbidden":
+            message = "unknown key; check the spelling against the preset"
+        else:
+            message = first["msg"]
+        more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+        raise ConfigError(f"{source}: {where}: {message}{more}") from None
+
+
+def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a preset or YAML file, apply ``--set`` overrides, validate."""
+    path = resolve_config_path(name_or_path)
+    data = _read_yaml(path)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return validate(data, str(path))
+
+
+def to_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,63 @@
+"""Reading images from disk: which files count, and how any mode becomes RGB in [-1, 1]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+class DataError(ValueError):
+    """A data problem the user can fix; the message names the file or folder."""
+
+
+def list_images(folder: str | Path, what: str = "images") -> list[Path]:
+    """Image files directly in ``folder`` (sorted by name); a clear error when there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{what}: folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DataError(f"{what}: no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    return files
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB: 16-bit and float images are rescaled, alpha is composited on white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low) * 255 if high > low else np.zeros_like(array)
+        image = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open and fully decode an image as RGB; a truncated or non-image file raises ``DataError``."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return to_rgb(image)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"cannot read image {path}: {reason}") from None
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> ``(3, H, W)`` float tensor in ``[-1, 1]``."""
+    array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
+    return array.permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def to_image(tensor: torch.Tensor) -> Image.Image:
+    """``(3, H, W)`` tensor in ``[-1, 1]`` -> RGB PIL image."""
+    array = ((tensor.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array, mode="RGB")

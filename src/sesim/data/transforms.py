@@ -1,0 +1,49 @@
+"""Training-time geometry: resize, random crop, flip, all driven by an explicit generator."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from PIL import Image
+
+Preprocess = Literal["resize_and_crop", "crop", "none"]
+
+
+def _randint(high: int, generator: torch.Generator) -> int:
+    return int(torch.randint(0, high, (1,), generator=generator)) if high > 0 else 0
+
+
+def multiple_of_4(image: Image.Image) -> Image.Image:
+    """Resize to the nearest multiples of 4 (the generator halves twice); no-op when already so."""
+    width, height = image.size
+    size = (max(4, round(width / 4) * 4), max(4, round(height / 4) * 4))
+    return image if size == image.size else image.resize(size, Image.BICUBIC)
+
+
+def augment(
+    image: Image.Image,
+    generator: torch.Generator,
+    preprocess: Preprocess = "resize_and_crop",
+    load_size: int = 286,
+    crop_size: int = 256,
+    flip: bool = True,
+) -> Image.Image:
+    """CycleGAN-style geometry: resize to ``load_size`` square, random ``crop_size`` crop, random
+    horizontal flip. ``crop`` skips the resize (images smaller than the crop are upscaled);
+    ``none`` keeps the whole image (resized to multiples of 4)."""
+    if preprocess == "resize_and_crop":
+        image = image.resize((load_size, load_size), Image.BICUBIC)
+    if preprocess in ("resize_and_crop", "crop"):
+        width, height = image.size
+        if min(width, height) < crop_size:
+            scale = crop_size / min(width, height)
+            image = image.resize((max(crop_size, round(width * scale)), max(crop_size, round(height * scale))))
+            width, height = image.size
+        left, top = _randint(width - crop_size + 1, generator), _randint(height - crop_size + 1, generator)
+        image = image.crop((left, top, left + crop_size, top + crop_size))
+    else:
+        image = multiple_of_4(image)
+    if flip and bool(torch.rand(1, generator=generator) < 0.5):
+        image = image.transpose(Image.FLIP_LEFT_RIGHT)
+    return image

@@ -1,0 +1,107 @@
+"""Two folders of images, sampled independently: the unpaired training set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from sesim.data.images import DataError, list_images, load_rgb, to_tensor
+from sesim.data.transforms import Preprocess, augment
+
+
+def domain_folders(root: str | Path, split: str = "train") -> tuple[Path, Path]:
+    """``root/{split}A`` and ``root/{split}B``, the usual CycleGAN/CUT layout."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"--data: folder not found: {root}")
+    folders = root / f"{split}A", root / f"{split}B"
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise DataError(f"--data: expected {split}A/ and {split}B/ inside {root}; missing {', '.join(missing)}")
+    return folders
+
+
+def _mix(*numbers: int) -> int:
+    """A 63-bit seed from integers (splitmix-style), so every item has its own stream."""
+    value = 0x9E3779B97F4A7C15
+    for number in numbers:
+        value ^= (number + 0x9E3779B97F4A7C15 + (value << 6) + (value >> 2)) & 0xFFFFFFFFFFFFFFFF
+    return value & 0x7FFFFFFFFFFFFFFF
+
+
+class UnpairedImages(Dataset):
+    """Items ``{"a", "b", "path_a", "path_b"}`` from two folders.
+
+    The dataset is indexed by a *global* sample number ``k``: epoch ``k // len``, position
+    ``k % len``. Each epoch shuffles each domain with its own permutation, and every item's crop
+    and flip come from a generator seeded by ``(seed, k)``: the data order and augmentation are a
+    pure function of the seed and the step, whatever the number of workers, which is what makes
+    resuming exact.
+    """
+
+    def __init__(
+        self,
+        folder_a: str | Path,
+        folder_b: str | Path,
+        seed: int = 0,
+        preprocess: Preprocess = "resize_and_crop",
+        load_size: int = 286,
+        crop_size: int = 256,
+        flip: bool = True,
+    ) -> None:
+        self.files_a = list_images(folder_a, "domain A")
+        self.files_b = list_images(folder_b, "domain B")
+        self.seed = seed
+        self.geometry = {"preprocess": preprocess, "load_size": load_size, "crop_size": crop_size, "flip": flip}
+        self._epoch = -1
+        self._perms: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return max(len(self.files_a), len(self.files_b))
+
+    def _permutations(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if epoch != self._epoch or self._perms is None:
+            gen_a = torch.Generator().manual_seed(_mix(self.seed, epoch, 1))
+            gen_b = torch.Generator().manual_seed(_mix(self.seed, epoch, 2))
+            self._perms = (
+                torch.randperm(len(self.files_a), generator=gen_a),
+                torch.randperm(len(self.files_b), generator=gen_b),
+            )
+            self._epoch = epoch
+        return self._perms
+
+    def paths(self, index: int) -> tuple[Path, Path]:
+        epoch, position = divmod(index, len(self))
+        perm_a, perm_b = self._permutations(epoch)
+        return (
+            self.files_a[int(perm_a[position % len(perm_a)])],
+            self.files_b[int(perm_b[position % len(perm_b)])],
+        )
+
+    def __getitem__(self, index: int) -> dict:
+        path_a, path_b = self.paths(index)
+        items = {}
+        for domain, path, salt in (("a", path_a, 3), ("b", path_b, 4)):
+            generator = torch.Generator().manual_seed(_mix(self.seed, index, salt))
+            items[domain] = to_tensor(augment(load_rgb(path), generator, **self.geometry))
+        items["path_a"], items["path_b"] = str(path_a), str(path_b)
+        return items
+
+
+class StepSampler(Sampler[int]):
+    """Global sample numbers ``start, start + 1, ...`` (endless): resume = start further on.
+
+    With several processes, rank ``r`` of ``w`` takes every ``w``-th number.
+    """
+
+    def __init__(self, start: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.start, self.rank, self.world_size = start, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        index = self.start + self.rank
+        while True:
+            yield index
+            index += self.world_size

@@ -1,0 +1,67 @@
+"""The one-sided translator's generator: a ResNet with anti-aliased resampling."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from sesim.networks.layers import BlurDownsample, BlurUpsample, init_weights
+
+
+def _norm(channels: int) -> nn.Module:
+    return nn.InstanceNorm2d(channels, affine=False)
+
+
+class ResidualBlock(nn.Module):
+    """``x + [pad, conv3, IN, ReLU, pad, conv3, IN](x)`` with reflection padding."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels),
+        )  # fmt: skip
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """ResNet generator (Johnson et al.; CUT/F-LSeSim variant).
+
+    7x7 stem, two stride-2 down-samplings, ``blocks`` residual blocks, two up-samplings, 7x7 head
+    with tanh. Instance norm without affine, reflection padding. With ``antialias=True`` the
+    resampling is a stride-1 conv followed by a blur-pool (down) or a blur-upsample followed by a
+    stride-1 conv (up). Input height and width must be multiples of 4.
+
+    Args:
+        ngf: width of the first layer (64 in the paper).
+        blocks: residual blocks (9 in the paper).
+        antialias: blur-pool resampling (True in the paper) or strided convolutions.
+    """
+
+    def __init__(self, ngf: int = 64, blocks: int = 9, antialias: bool = True, in_channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), _norm(ngf), nn.ReLU(True)]
+        width = ngf
+        for _ in range(2):
+            if antialias:
+                layers += [nn.Conv2d(width, width * 2, 3, padding=1), _norm(width * 2), nn.ReLU(True)]
+                layers += [BlurDownsample(width * 2)]
+            else:
+                layers += [nn.Conv2d(width, width * 2, 3, stride=2, padding=1), _norm(width * 2), nn.ReLU(True)]
+            width *= 2
+        layers += [ResidualBlock(width) for _ in range(blocks)]
+        for _ in range(2):
+            if antialias:
+                layers += [BlurUpsample(width), nn.Conv2d(width, width // 2, 3, padding=1)]
+            else:
+                layers += [nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1)]
+            layers += [_norm(width // 2), nn.ReLU(True)]
+            width //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, 3, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+        init_weights(self)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``(B, 3, H, W)`` in ``[-1, 1]`` -> same shape in ``[-1, 1]``; ``H, W`` multiples of 4."""
+        return self.model(images)

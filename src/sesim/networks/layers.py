@@ -1,0 +1,48 @@
+"""Anti-aliased resampling (Zhang, ICML 2019) and initialisation shared by generators and discriminators."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _binomial(size: int) -> Tensor:
+    row = torch.tensor([1.0])
+    for _ in range(size - 1):
+        row = torch.cat([row, torch.zeros(1)]) + torch.cat([torch.zeros(1), row])
+    kernel = row[:, None] * row[None, :]
+    return kernel / kernel.sum()
+
+
+class BlurDownsample(nn.Module):
+    """Reflect-pad, then a fixed 3x3 binomial blur with stride 2 (per channel): ``H -> ceil(H / 2)``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("kernel", _binomial(3).expand(channels, 1, 3, 3).clone(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.kernel.to(x.dtype), stride=2, groups=x.shape[1])
+
+
+class BlurUpsample(nn.Module):
+    """Transposed 4x4 binomial blur with stride 2 after replicate padding: ``H -> 2H``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("kernel", (_binomial(4) * 4).expand(channels, 1, 4, 4).clone(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        out = F.conv_transpose2d(padded, self.kernel.to(x.dtype), stride=2, padding=2, groups=x.shape[1])
+        return out[:, :, 1:-1, 1:-1]
+
+
+def init_weights(module: nn.Module, gain: float = 0.02) -> None:
+    """Xavier-normal (gain 0.02) conv/linear weights and zero biases, as the reference recipe."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.xavier_normal_(layer.weight, gain=gain)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)

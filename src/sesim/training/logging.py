@@ -1,0 +1,82 @@
+"""Run artefacts: numbered run directories, JSONL + TensorBoard scalars, sample grids with an HTML page."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from sesim.data.images import to_image
+
+
+def new_run_dir(out_dir: str | Path, name: str) -> Path:
+    """``out_dir/NNN-name``, numbered after the highest existing one: nothing is ever overwritten."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in out_dir.iterdir() if (m := re.match(r"(\d+)-", p.name))]
+    for number in range(max(numbers, default=0) + 1, max(numbers, default=0) + 1000):
+        run_dir = out_dir / f"{number:03d}-{name}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run directory in {out_dir}")
+
+
+class RunLogger:
+    """Scalars to ``log.jsonl`` (always) and TensorBoard (when installed and enabled)."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+        self.path = run_dir / "log.jsonl"
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional at run time
+                self.writer = None
+            else:
+                self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        with self.path.open("a") as file:
+            file.write(json.dumps({"step": step, **scalars}) + "\n")
+        if self.writer is not None:
+            for key, value in scalars.items():
+                self.writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def save_grid(path: Path, columns: list[torch.Tensor]) -> Path:
+    """One row per batch item, one column per tensor (``(B, 3, H, W)`` in ``[-1, 1]``), as PNG."""
+    rows = [[to_image(column[i]) for column in columns] for i in range(columns[0].shape[0])]
+    width, height = rows[0][0].size
+    grid = Image.new("RGB", (width * len(columns), height * len(rows)))
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            grid.paste(image, (c * width, r * height))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+    return path
+
+
+def write_samples_page(run_dir: Path, title: str) -> Path:
+    """``index.html`` listing the sample grids, newest first."""
+    grids = sorted((run_dir / "samples").glob("step_*.png"), reverse=True)
+    items = "\n".join(
+        f'<h3>{html.escape(p.stem)}</h3><img src="samples/{html.escape(p.name)}" style="image-rendering:pixelated">'
+        for p in grids
+    )
+    page = run_dir / "index.html"
+    page.write_text(
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<h1>{html.escape(title)}</h1><p>columns: real A | fake B | real B</p>\n{items}\n"
+    )
+    return page

@@ -1,0 +1,192 @@
+"""The training loop: one function, the method does the algorithm, this does the chores."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from sesim.config import RunConfig, to_yaml
+from sesim.data.unpaired import StepSampler, UnpairedImages, domain_folders
+from sesim.methods import Optimization, SeSimTranslation
+from sesim.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sesim.training.logging import RunLogger, new_run_dir, save_grid, write_samples_page
+
+
+class DeviceError(ValueError):
+    """The requested device does not exist here."""
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; an unavailable CUDA request is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"train.device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"train.device={name}: no CUDA device is available here; use auto or cpu")
+    return device
+
+
+def schedule(constant_steps: int, total_steps: int):
+    """Learning-rate factor: 1 for ``constant_steps``, then linear to 0 at ``total_steps``."""
+    decay = max(1, total_steps - constant_steps)
+    return lambda step: 1.0 - max(0, step - constant_steps) / decay
+
+
+def rng_state(query_rng: torch.Generator) -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+        "queries": query_rng.get_state(),
+    }
+
+
+def set_rng_state(state: dict, query_rng: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate((state["python_version"], tuple(state["python"]), None))
+    query_rng.set_state(state["queries"])
+
+
+def train(config: RunConfig, resume: str | Path | None = None) -> Path:
+    """Train a translator; returns the run directory.
+
+    Args:
+        config: the resolved run configuration (``config.data.root`` must be set).
+        resume: a run directory (or checkpoint file) to continue exactly where it stopped; its
+            stored config is used and the run continues in the same directory.
+    """
+    checkpoint = None
+    if resume is not None:
+        checkpoint = load_checkpoint(resume, method=config.method)
+        config = RunConfig.model_validate(checkpoint["config"])
+    if config.data.root is None:
+        raise ValueError("data.root is not set: pass --data DIR (a folder with trainA/ and trainB/)")
+    t, log = config.train, config.log
+
+    # Seeds: one seed governs data order, crops, the image pool and the query positions.
+    device = pick_device(t.device)
+    torch.manual_seed(t.seed)
+    random.seed(t.seed)
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True)
+    query_rng = torch.Generator(device=device).manual_seed(t.seed)
+
+    folder_a, folder_b = domain_folders(config.data.root)
+    if config.data.direction == "BtoA":
+        folder_a, folder_b = folder_b, folder_a
+    d = config.data
+    dataset = UnpairedImages(folder_a, folder_b, t.seed, d.preprocess, d.load_size, d.crop_size, d.flip)
+    steps_per_epoch = math.ceil(len(dataset) / t.batch_size)
+    scheduled = (t.epochs + t.decay_epochs) * steps_per_epoch
+    total_steps = t.max_steps or scheduled
+    # With max_steps, keep the preset's constant/decay proportion.
+    constant_steps = round(total_steps * t.epochs / max(1, t.epochs + t.decay_epochs))
+
+    method = SeSimTranslation(
+        config.model.generator,
+        config.model.discriminator,
+        config.loss,
+        config.weights,
+        Optimization(t.lr, t.betas, t.pool_size, t.seed),
+    ).to(device)
+    schedulers = {
+        name: torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(constant_steps, total_steps))
+        for name, optimizer in method.optimizers.items()
+    }
+
+    step = 0
+    if checkpoint is not None:
+        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
+        for name, module in method.trained_modules().items():
+            module.load_state_dict(checkpoint["networks"][name])
+        for name, optimizer in method.optimizers.items():
+            optimizer.load_state_dict(checkpoint["optimizers"][name])
+        for name, scheduler in schedulers.items():
+            scheduler.load_state_dict(checkpoint["schedulers"][name])
+        method.pool.load_state_dict(checkpoint["pool"], device)
+        set_rng_state(checkpoint["rng"], query_rng)
+        step = checkpoint["step"]
+    else:
+        run_dir = new_run_dir(log.out_dir, config.name)
+        (run_dir / "config.yaml").write_text(to_yaml(config))
+
+    def save(path_name: str) -> None:
+        payload = {
+            "config": config.model_dump(mode="json"),
+            "step": step,
+            "networks": {name: m.state_dict() for name, m in method.trained_modules().items()},
+            "optimizers": {name: o.state_dict() for name, o in method.optimizers.items()},
+            "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
+            "pool": method.pool.state_dict(),
+            "rng": rng_state(query_rng),
+        }
+        save_checkpoint(run_dir / "checkpoints" / path_name, payload)
+        save_checkpoint(run_dir / "checkpoints" / "latest.pt", payload)
+
+    loader = DataLoader(
+        dataset,
+        batch_size=t.batch_size,
+        sampler=StepSampler(start=step * t.batch_size),
+        num_workers=d.workers,
+        persistent_workers=d.workers > 0,
+        pin_memory=device.type == "cuda",
+        # Its own generator: creating the iterator must not consume the global RNG (exact resume).
+        generator=torch.Generator().manual_seed(t.seed),
+    )
+    logger = RunLogger(run_dir, tensorboard=log.tensorboard)
+    bar = tqdm(total=total_steps, initial=step, disable=not log.progress, unit="step", dynamic_ncols=True)
+    try:
+        for batch in loader:
+            if step >= total_steps:
+                break
+            real_a = batch["a"].to(device, non_blocking=True)
+            real_b = batch["b"].to(device, non_blocking=True)
+            stats = method.training_step(real_a, real_b, query_rng)
+            for scheduler in schedulers.values():
+                scheduler.step()
+            step += 1
+            bar.update(1)
+            if step % log.every == 0 or step == total_steps:
+                scalars = {f"loss/{k}": float(v) for k, v in stats.items()}
+                scalars["lr"] = schedulers["generator"].get_last_lr()[0]
+                logger.log(step, scalars)
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in scalars.items() if k != "lr"})
+            if step % log.sample_every == 0 or step == total_steps:
+                with torch.no_grad():
+                    fake_b = method.generator(real_a)
+                save_grid(run_dir / "samples" / f"step_{step:07d}.png", [real_a[:4], fake_b[:4], real_b[:4]])
+                write_samples_page(run_dir, f"{config.name}: {run_dir.name}")
+            if step % log.checkpoint_every == 0 or step == total_steps:
+                save(f"step_{step:07d}.pt")
+    finally:
+        bar.close()
+        logger.close()
+    return run_dir
+
+
+def load_generator(checkpoint_path: str | Path, device: torch.device | str = "cpu"):
+    """Rebuild the trained generator from a checkpoint's own config (no architecture flags)."""
+    from sesim.methods.sesim import build_generator
+
+    document = load_checkpoint(checkpoint_path)
+    config = RunConfig.model_validate(document["config"])
+    generator = build_generator(config.model.generator)
+    try:
+        generator.load_state_dict(document["networks"]["generator"])
+    except (KeyError, RuntimeError) as error:
+        raise CheckpointError(f"{checkpoint_path}: generator weights do not fit its config ({error})") from None
+    return generator.to(device).eval(), config
+
+
+__all__ = ["DeviceError", "load_generator", "pick_device", "train"]
