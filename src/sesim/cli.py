@@ -72,7 +72,9 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sesim", description="Unpaired image translation with the spatially-correlative loss.")
+    parser = argparse.ArgumentParser(
+        prog="sesim", description="Unpaired image translation with the spatially-correlative loss."
+    )
     parser.add_argument("--version", action="version", version=f"sesim {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)

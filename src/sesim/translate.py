@@ -11,12 +11,17 @@ from torch import nn
 
 from sesim.data.images import IMAGE_EXTENSIONS, DataError, list_images, load_rgb, to_image, to_tensor
 
+# The generator's reflection pads need at least 2 pixels at quarter resolution.
+MIN_SIZE = 8
+
 
 def pad_to_multiple(images: torch.Tensor, multiple: int = 4) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad ``(B, C, H, W)`` on the bottom/right to multiples of ``multiple`` (reflection where it
-    fits, replication for tiny images); returns the padded batch and the original ``(H, W)``."""
+    """Pad ``(B, C, H, W)`` on the bottom/right to multiples of ``multiple`` and at least
+    ``MIN_SIZE`` (reflection where it fits, replication for tiny images); returns the padded batch
+    and the original ``(H, W)``."""
     height, width = images.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
+    pad_h = max(MIN_SIZE, height + -height % multiple) - height
+    pad_w = max(MIN_SIZE, width + -width % multiple) - width
     if pad_h or pad_w:
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         images = F.pad(images, (0, pad_w, 0, pad_h), mode=mode)

@@ -30,9 +30,10 @@ def _fetch(url: str, destination: Path, progress: bool) -> None:
     with urlopen(url, timeout=60) as response:
         expected = int(response.headers.get("Content-Length") or 0) or None
         received = 0
-        with destination.open("wb") as file, tqdm(
-            total=expected, unit="B", unit_scale=True, desc=Path(url).name, disable=not progress
-        ) as bar:
+        with (
+            destination.open("wb") as file,
+            tqdm(total=expected, unit="B", unit_scale=True, desc=Path(url).name, disable=not progress) as bar,
+        ):
             while chunk := response.read(1 << 20):
                 file.write(chunk)
                 received += len(chunk)

@@ -8,7 +8,9 @@ from torch import Tensor
 
 def d_lsgan_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
     """``0.5 * (mean((D(real) - 1)^2) + mean(D(fake)^2))``."""
-    return 0.5 * (F.mse_loss(real_scores, real_scores.new_ones(()).expand_as(real_scores)) + fake_scores.square().mean())
+    return 0.5 * (
+        F.mse_loss(real_scores, real_scores.new_ones(()).expand_as(real_scores)) + fake_scores.square().mean()
+    )
 
 
 def g_lsgan_loss(fake_scores: Tensor) -> Tensor:

@@ -1,0 +1,129 @@
+"""The sesim command as a user runs it: dry runs, errors with exit code 2, translate, download."""
+
+import http.server
+import io
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sesim.cli import main
+from sesim.data.download import download
+from sesim.data.images import DataError
+from sesim.training.loop import train
+from tests.helpers import TINY, tiny_config, tiny_data
+
+
+def test_dry_run_prints_resolved_config(capsys):
+    assert main(["train", "lsesim", "--data", "somewhere", "--set", "train.batch_size=4", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "batch_size: 4" in out and "root: somewhere" in out and "learned: true" in out
+
+
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["train", "fsesim", "--set", "train.nope=1", "--dry-run"], "train.nope: unknown key"),
+        (["train", "fsesim"], "--data DIR is required"),
+        (["train", "fsesim", "--data", "/nonexistent/x"], "folder not found"),
+        (["train", "nopreset", "--data", "x"], "unknown config 'nopreset'"),
+        (["translate", "/nonexistent.pt", "a.png", "b.png", "--device", "cpu"], "checkpoint not found"),
+        (["translate", "/nonexistent.pt", "a.png", "b.png", "--device", "cuda:7"], "no CUDA device"),
+        (["download", "not_a_dataset"], "unknown dataset"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(capsys, argv, fragment):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_train_cli_with_empty_domain_folder(tmp_path, capsys):
+    (tmp_path / "trainA").mkdir()
+    (tmp_path / "trainB").mkdir()
+    assert main(["train", "fsesim", "--data", str(tmp_path), *[arg for s in TINY for arg in ("--set", s)]]) == 2
+    assert "no images" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    return train(tiny_config("fsesim", tiny_data(root / "data"), root / "runs", "train.max_steps=1"))
+
+
+def test_translate_keeps_odd_sizes(tmp_path, checkpoint):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (w, h) in {"odd.png": (301, 177), "tiny.jpg": (5, 3), "odd2.png": (301, 177)}.items():
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(inputs / name)
+    Image.fromarray(rng.integers(0, 255, (20, 30), dtype=np.uint8), mode="L").save(inputs / "gray.png")
+    assert main(["translate", str(checkpoint), str(inputs), str(tmp_path / "out"), "--device", "cpu"]) == 0
+    sizes = {p.name: Image.open(p).size for p in (tmp_path / "out").iterdir()}
+    assert sizes == {"odd.png": (301, 177), "tiny.png": (5, 3), "odd2.png": (301, 177), "gray.png": (30, 20)}
+    single = tmp_path / "single.png"
+    assert main(["translate", str(checkpoint / "checkpoints" / "latest.pt"), str(inputs / "odd.png"), str(single)]) == 0
+    assert Image.open(single).size == (301, 177)
+
+
+class _ZipServer(http.server.BaseHTTPRequestHandler):
+    payload = b""
+    truncate_first = 0
+    requests = 0
+
+    def do_GET(self):
+        type(self).requests += 1
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.payload)))
+        self.end_headers()
+        if type(self).requests <= type(self).truncate_first:
+            self.wfile.write(self.payload[: len(self.payload) // 3])
+            self.close_connection = True
+            return
+        self.wfile.write(self.payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for split in ("trainA", "trainB"):
+            bundle.writestr(f"toy/{split}/1.txt", "x" * 5000)
+    _ZipServer.payload = buffer.getvalue()
+    _ZipServer.requests = 0
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ZipServer)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/toy.zip"
+    httpd.shutdown()
+
+
+def test_download_from_local_server(tmp_path, server):
+    target = download("toy", tmp_path, progress=False, datasets={"toy": server})
+    assert (target / "trainA" / "1.txt").read_text() == "x" * 5000
+    with pytest.raises(DataError, match="already exists"):
+        download("toy", tmp_path, progress=False, datasets={"toy": server})
+
+
+def test_truncated_download_is_retried(tmp_path, server):
+    _ZipServer.truncate_first = 1
+    try:
+        target = download("toy", tmp_path, retries=3, progress=False, datasets={"toy": server})
+    finally:
+        _ZipServer.truncate_first = 0
+    assert (target / "trainB" / "1.txt").is_file() and _ZipServer.requests == 2
+
+
+def test_truncated_download_is_reported(tmp_path, server):
+    _ZipServer.truncate_first = 99
+    try:
+        with pytest.raises(DataError, match=r"after 2 tries: .*truncated"):
+            download("toy", tmp_path, retries=2, progress=False, datasets={"toy": server})
+    finally:
+        _ZipServer.truncate_first = 0
+    assert not (tmp_path / "toy").exists()

@@ -1,0 +1,57 @@
+"""Presets load and validate; overrides work; mistakes give clear one-line errors."""
+
+import pytest
+
+from sesim.config import ConfigError, load_config, preset_names
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_loads(name):
+    config = load_config(name)
+    assert config.method == "sesim"
+
+
+def test_presets_carry_the_paper_defaults():
+    fsesim, lsesim = load_config("fsesim"), load_config("lsesim")
+    for config in (fsesim, lsesim):
+        assert config.train.lr == 1e-4 and config.train.betas == (0.5, 0.999)
+        assert (config.train.epochs, config.train.decay_epochs, config.train.batch_size) == (200, 200, 1)
+        assert config.loss.taps == ["relu3_1", "relu4_1", "relu4_3"] and config.loss.mode == "cos"
+        assert config.weights.spatial == 10 and config.train.pool_size == 50
+        assert (config.model.generator.ngf, config.model.generator.blocks) == (64, 9)
+    assert (fsesim.loss.window, fsesim.loss.learned) == (64, False)
+    assert (lsesim.loss.window, lsesim.loss.learned) == (32, True)
+
+
+def test_overrides_are_typed():
+    config = load_config("fsesim", ["train.batch_size=4", "loss.taps=[relu2_1]", "loss.window=null"])
+    assert config.train.batch_size == 4 and config.loss.taps == ["relu2_1"] and config.loss.window is None
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["train.batch_sise=4"], r"train\.batch_sise: unknown key"),
+        (["train.batch_size=four"], r"train\.batch_size: .*integer"),
+        (["train.batch_size=0"], r"train\.batch_size: .*greater than or equal to 1"),
+        (["loss.mode=l2"], r"loss\.mode"),
+        (["data.crop_size=300"], "larger than load_size"),
+        (["batch_size"], "expected KEY=VALUE"),
+        (["train.lr.x=1"], "not a section"),
+    ],
+)
+def test_config_errors_are_clear(overrides, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config("fsesim", overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config 'nope'"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(str(tmp_path / "missing.yaml"))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(broken))

@@ -1,0 +1,68 @@
+"""Data: image modes, the unpaired set's determinism, and the demo's synthetic domains."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sesim.data.images import DataError, list_images, load_rgb
+from sesim.data.synthetic import layout_iou, render_flat, render_layout, render_textured, write_domains
+from sesim.data.unpaired import UnpairedImages
+
+
+def test_synthetic_generator_is_deterministic(tmp_path):
+    assert np.array_equal(render_layout(7), render_layout(7))
+    assert not np.array_equal(render_layout(7), render_layout(8))
+    assert np.array_equal(render_textured(render_layout(7), 7), render_textured(render_layout(7), 7))
+    write_domains(tmp_path / "a", train=3, test=2, size=32, seed=5)
+    write_domains(tmp_path / "b", train=3, test=2, size=32, seed=5)
+    for name in ("trainA/0002.png", "trainB/0001.png", "testB/0001.png", "testL/0000.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_layout_metric_separates_kept_from_lost_layouts():
+    labels = render_layout(3)
+    kept = layout_iou(render_textured(labels, 3), labels)
+    flat = layout_iou(np.full((64, 64, 3), 128, np.uint8), labels)
+    other = layout_iou(render_flat(render_layout(11)), labels)
+    assert kept > 0.6 and flat < 0.35 and other < 0.45
+
+
+def test_unpaired_items_are_a_function_of_seed_and_index(tmp_path):
+    root = write_domains(tmp_path, train=5, test=1, size=40, seed=0)
+    make = lambda seed: UnpairedImages(root / "trainA", root / "trainB", seed, "resize_and_crop", 36, 32)  # noqa: E731
+    first, again, other = make(0), make(0), make(1)
+    assert torch.equal(first[7]["a"], again[7]["a"]) and first[7]["path_b"] == again[7]["path_b"]
+    assert first[7]["a"].shape == (3, 32, 32) and first[7]["a"].min() >= -1 and first[7]["a"].max() <= 1
+    orders = [[first.paths(e * 5 + i)[0].name for i in range(5)] for e in range(3)]
+    assert all(sorted(o) == sorted(orders[0]) for o in orders) and len({tuple(o) for o in orders}) > 1
+    assert any(not torch.equal(first[i]["a"], other[i]["a"]) for i in range(5))
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "I;16", "LA"])
+def test_image_modes_become_rgb(tmp_path, mode):
+    rng = np.random.default_rng(0)
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65535, (9, 7), dtype=np.uint16))
+    else:
+        image = Image.fromarray(rng.integers(0, 255, (9, 7, 3), dtype=np.uint8)).convert(mode)
+    path = tmp_path / "x.png"
+    image.save(path)
+    loaded = load_rgb(path)
+    assert loaded.mode == "RGB" and loaded.size == (7, 9)
+
+
+def test_bad_files_and_folders(tmp_path):
+    with pytest.raises(DataError, match="folder not found"):
+        list_images(tmp_path / "nope")
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(DataError, match="no images"):
+        list_images(tmp_path)
+    (tmp_path / "fake.jpg").write_text("not an image")
+    with pytest.raises(DataError, match=r"cannot read image .*fake\.jpg"):
+        load_rgb(tmp_path / "fake.jpg")
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((50, 50, 3), np.uint8) + 100).save(good)
+    (tmp_path / "cut.png").write_bytes(good.read_bytes()[:60])
+    with pytest.raises(DataError, match=r"cannot read image .*cut\.png"):
+        load_rgb(tmp_path / "cut.png")
