@@ -38,6 +38,7 @@ def test_overrides_are_typed():
         (["data.crop_size=300"], "larger than load_size"),
         (["batch_size"], "expected KEY=VALUE"),
         (["train.lr.x=1"], "not a section"),
+        (["data.folder_a=x"], "folder_a and folder_b go together"),
     ],
 )
 def test_config_errors_are_clear(overrides, message):

@@ -31,6 +31,12 @@ def test_tiny_training_runs_and_writes_artefacts(tmp_path, data, preset, keys):
     assert ("heads" in document["networks"]) == (preset == "lsesim")
 
 
+def test_any_two_folders(tmp_path, data):
+    folders = [f"data.folder_a={data / 'testA'}", f"data.folder_b={data / 'trainB'}", "data.root=null"]
+    run_dir = train(tiny_config("fsesim", data, tmp_path, "train.max_steps=1", *folders))
+    assert (run_dir / "checkpoints" / "latest.pt").is_file()
+
+
 def test_each_run_gets_a_new_directory(tmp_path, data):
     first = train(tiny_config("fsesim", data, tmp_path, "train.max_steps=1"))
     second = train(tiny_config("fsesim", data, tmp_path, "train.max_steps=1"))

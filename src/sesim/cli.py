@@ -33,8 +33,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(to_yaml(config), end="")
         return 0
-    if config.data.root is None:
-        raise ConfigError("train: --data DIR is required (a folder with trainA/ and trainB/)")
+    if config.data.root is None and config.data.folder_a is None:
+        raise ConfigError(
+            "train: --data DIR is required (a folder with trainA/ and trainB/), or --set data.folder_a=..."
+        )
     run_dir = train(config)
     print(f"finished: {run_dir}")
     return 0

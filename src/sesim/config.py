@@ -72,7 +72,9 @@ class WeightsConfig(Section):
 
 
 class DataConfig(Section):
-    root: str | None = None
+    root: str | None = None  # a folder with trainA/ and trainB/ ...
+    folder_a: str | None = None  # ... or any two folders (both given: they take precedence)
+    folder_b: str | None = None
     load_size: int = Field(286, ge=4)
     crop_size: int = Field(256, ge=4)
     preprocess: Literal["resize_and_crop", "crop", "none"] = "resize_and_crop"
@@ -82,6 +84,8 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _crop_fits(self) -> DataConfig:
+        if (self.folder_a is None) != (self.folder_b is None):
+            raise ValueError("folder_a and folder_b go together: give both, or use root")
         if self.preprocess == "resize_and_crop" and self.crop_size > self.load_size:
             raise ValueError(f"crop_size {self.crop_size} is larger than load_size {self.load_size}")
         if self.crop_size % 4:

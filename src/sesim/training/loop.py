@@ -70,8 +70,8 @@ def train(config: RunConfig, resume: str | Path | None = None) -> Path:
     if resume is not None:
         checkpoint = load_checkpoint(resume, method=config.method)
         config = RunConfig.model_validate(checkpoint["config"])
-    if config.data.root is None:
-        raise ValueError("data.root is not set: pass --data DIR (a folder with trainA/ and trainB/)")
+    if config.data.root is None and config.data.folder_a is None:
+        raise ValueError("no data: pass --data DIR (with trainA/ and trainB/) or set data.folder_a and data.folder_b")
     t, log = config.train, config.log
 
     # Seeds: one seed governs data order, crops, the image pool and the query positions.
@@ -82,7 +82,10 @@ def train(config: RunConfig, resume: str | Path | None = None) -> Path:
         torch.use_deterministic_algorithms(True)
     query_rng = torch.Generator(device=device).manual_seed(t.seed)
 
-    folder_a, folder_b = domain_folders(config.data.root)
+    if config.data.folder_a is not None:
+        folder_a, folder_b = config.data.folder_a, config.data.folder_b
+    else:
+        folder_a, folder_b = domain_folders(config.data.root)
     if config.data.direction == "BtoA":
         folder_a, folder_b = folder_b, folder_a
     d = config.data
