@@ -13,6 +13,7 @@ from sesim.losses import (
     spatial_correlative_loss,
     window_key_ids,
 )
+from sesim.losses.spatial import _kth_largest, _kth_largest_topk
 
 CASES = [("local", 5), ("global", None)]
 
@@ -190,6 +191,34 @@ def test_bfloat16_close_to_float32():
         assert maps.dtype == torch.float32
         nce = contrastive_spatial_loss(src.bfloat16(), tgt.bfloat16(), other.bfloat16(), ids, window)
         assert nce.item() == pytest.approx(contrastive_spatial_loss(src, tgt, other, ids, window).item(), rel=2e-2)
+
+
+def test_threshold_paths_agree_with_a_full_sort():
+    maps = torch.randn(2, 7, 33, dtype=torch.float64)
+    maps[0, 0, :5] = maps[0, 0, 5]  # ties
+    for k in (0, 8, 32):
+        expected = maps.sort(dim=-1, descending=True).values[..., k : k + 1]
+        assert torch.equal(_kth_largest(maps, k), expected)
+        assert torch.equal(_kth_largest_topk(maps, k), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_cuda_matches_cpu(dtype):
+    gen = torch.Generator().manual_seed(6)
+    src, tgt, other = torch.randn(3, 2, 16, 24, 20, generator=gen).to(dtype)
+    tgt.requires_grad_()
+    ids = sample_query_ids(24, 20, 64, generator=gen)
+    for window in (None, 7):
+        cpu = spatial_correlative_loss(src, tgt, ids, window)
+        (grad_cpu,) = torch.autograd.grad(cpu, tgt)
+        tgt_cuda = tgt.detach().cuda().requires_grad_()
+        gpu = spatial_correlative_loss(src.cuda(), tgt_cuda, ids.cuda(), window)
+        (grad_gpu,) = torch.autograd.grad(gpu, tgt_cuda)
+        assert gpu.item() == pytest.approx(cpu.item(), rel=1e-4)
+        assert torch.allclose(grad_gpu.float().cpu(), grad_cpu.float(), rtol=1e-3, atol=1e-7)
+        nce = contrastive_spatial_loss(src.cuda(), tgt_cuda, other.cuda(), ids.cuda(), window)
+        assert nce.item() == pytest.approx(contrastive_spatial_loss(src, tgt, other, ids, window).item(), rel=1e-4)
 
 
 def test_deterministic_for_given_ids():

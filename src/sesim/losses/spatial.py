@@ -15,7 +15,7 @@ similarity maps ``(B, n, K)`` with ``K = H * W`` (global) or ``window ** 2`` (lo
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -126,22 +126,49 @@ def _check_window(window: int | None) -> None:
         raise ValueError(f"window: expected None (global) or an integer >= 1, got {window!r}")
 
 
-def _queries_and_keys(features: Tensor, query_ids: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:
-    """Centre each channel over space and scale: queries ``(B, n, C)`` and keys ``(B, C, H * W)``.
+class _Prepared(NamedTuple):
+    """One layer's features ready for similarity maps.
 
-    ``normalize=True`` L2-normalises each position's channel vector (cosine similarity).
-    ``normalize=False`` is the authors' ``tanh((f_i / sqrt(C)) . (f_j / sqrt(C)) / 10)``; the
-    three scalings are folded into the queries alone (``1 / (10 C)``), which touches ``n x C``
-    values instead of the whole map.
+    ``keys`` ``(B, C, HW)``: the raw features (``normalize=False``) or the centred, unit-length
+    ones (``normalize=True``). ``mean`` ``(B, C)``: the spatial mean still to subtract, or ``None``.
+    ``scale``: the factor folded into the queries (``1 / (10 C)`` for the authors' tanh maps:
+    their ``1 / sqrt(C)`` on both sides and ``/ 10`` inside the tanh).
     """
-    if features.dtype in _LOW_PRECISION:
-        features = features.float()
-    channels = features.shape[1]
-    keys = (features - features.mean(dim=(2, 3), keepdim=True)).flatten(2)
+
+    keys: Tensor
+    mean: Tensor | None
+    scale: float
+
+
+def _flat(features: Tensor) -> Tensor:
+    """``(B, C, H, W) -> (B, C, HW)``, low-precision inputs promoted to float32."""
+    return (features.float() if features.dtype in _LOW_PRECISION else features).flatten(2)
+
+
+def _prepare(features: Tensor, normalize: bool) -> _Prepared:
+    keys = _flat(features)
     if normalize:
-        keys = F.normalize(keys, dim=1)
-    queries = keys.index_select(2, query_ids.to(keys.device)).transpose(1, 2)
-    return (queries, keys) if normalize else (queries / (_TANH_SCALE * channels), keys)
+        return _Prepared(F.normalize(keys - keys.mean(-1, keepdim=True), dim=1), None, 1.0)
+    return _Prepared(keys, keys.mean(-1), 1.0 / (_TANH_SCALE * features.shape[1]))
+
+
+def _queries(prepared: _Prepared, query_ids: Tensor) -> Tensor:
+    """``(B, n, C)``: ``scale * (f_i - mean)`` at the query positions."""
+    picked = prepared.keys.index_select(2, query_ids)
+    if prepared.mean is not None:
+        picked = picked - prepared.mean.unsqueeze(-1)
+    return (picked * prepared.scale).transpose(1, 2)
+
+
+def _raw_maps(queries: Tensor, keys: Tensor, mean: Tensor | None) -> Tensor:
+    """``q . (k_j - mean)`` for every position ``j``: ``(B, n, HW)``.
+
+    The centring is folded into the product, ``q . k_j - q . mean``, so the centred copy of the
+    whole feature map (and its backward) is never built.
+    """
+    if mean is None:
+        return torch.bmm(queries, keys)
+    return torch.baddbmm(-(queries @ mean.unsqueeze(-1)), queries, keys)
 
 
 def _key_ids(query_ids: Tensor, height: int, width: int, window: int | None, batch: int) -> Tensor | None:
@@ -151,15 +178,15 @@ def _key_ids(query_ids: Tensor, height: int, width: int, window: int | None, bat
     return window_key_ids(query_ids, height, width, window).unsqueeze(0).expand(batch, -1, -1)
 
 
-def _maps(queries: Tensor, keys: Tensor, key_ids: Tensor | None, squash: bool) -> Tensor:
+def _maps(prepared: _Prepared, query_ids: Tensor, key_ids: Tensor | None, squash: bool) -> Tensor:
     """``(B, n, K)`` maps: one matmul against every position, then each query's window.
 
     For the usual sizes (64x64 map, window 32, C 256) one dense matmul and a gather is far
     cheaper than materialising ``(B, n, K, C)`` windows of keys.
     """
-    sim = torch.bmm(queries, keys)
+    sim = _raw_maps(_queries(prepared, query_ids), prepared.keys, prepared.mean)
     if key_ids is not None:
-        sim = sim.gather(2, key_ids.to(sim.device))
+        sim = sim.gather(2, key_ids)
     return sim.tanh_() if squash else sim
 
 
@@ -188,8 +215,9 @@ def self_similarity(
     _check_window(window)
     batch, _, height, width = features.shape
     _check_query_ids(query_ids, height, width)
-    queries, keys = _queries_and_keys(features, query_ids, normalize)
-    return _maps(queries, keys, _key_ids(query_ids, height, width, window, batch), not normalize)
+    query_ids = query_ids.to(features.device)
+    key_ids = _key_ids(query_ids, height, width, window, batch)
+    return _maps(_prepare(features, normalize), query_ids, key_ids, not normalize)
 
 
 def _check_pair(source: Tensor, target: Tensor, other: Tensor | None = None) -> None:
@@ -210,6 +238,11 @@ def _kth_largest(maps: Tensor, k: int) -> Tensor:
         # numpy's introselect is 3x faster than torch.topk / kthvalue on CPU (256x4096: 2.1 vs 6.3 ms).
         values = maps.detach().numpy()
         return torch.from_numpy(np.partition(values, size - 1 - k, axis=-1)[..., size - 1 - k : size - k])
+    return _kth_largest_topk(maps, k)
+
+
+def _kth_largest_topk(maps: Tensor, k: int) -> Tensor:
+    """The accelerator path of :func:`_kth_largest`."""
     return maps.topk(k + 1, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
 
 
@@ -222,15 +255,20 @@ class _StructureLoss(torch.autograd.Function):
     """Maps, sparsification and comparison of one layer, forward and backward by hand.
 
     Autograd would keep a dozen map-sized intermediates and pass over them twice as often; the
-    hand-written backward reuses the two masked maps. Inputs are the scaled queries ``(B, n, C)``
-    and keys ``(B, C, HW)`` of source and target (see :func:`_queries_and_keys`).
+    hand-written backward reuses the two masked maps, and takes the centring and the query
+    gather back to the keys without building the centred feature map.
     """
 
     @staticmethod
-    def forward(ctx, q_src, k_src, q_tgt, k_tgt, key_ids, squash, mode, smooth):
+    def forward(ctx, keys_src, keys_tgt, centre, scale, query_ids, key_ids, squash, mode, smooth):
         with torch.no_grad():
-            src = _maps(q_src, k_src, key_ids, squash)
-            tgt = _maps(q_tgt, k_tgt, key_ids, squash)
+            # The spatial mean is taken here, so its gradient can be folded into a matmul below.
+            mean_src = keys_src.mean(-1) if centre else None
+            mean_tgt = keys_tgt.mean(-1) if centre else None
+            src_prepared = _Prepared(keys_src, mean_src, scale)
+            tgt_prepared = _Prepared(keys_tgt, mean_tgt, scale)
+            src = _maps(src_prepared, query_ids, key_ids, squash)
+            tgt = _maps(tgt_prepared, query_ids, key_ids, squash)
             size = tgt.shape[-1]
             kept = size // 4
             keep = tgt >= _kth_largest(tgt, kept).to(tgt.device)
@@ -244,22 +282,20 @@ class _StructureLoss(torch.autograd.Function):
                 cosine = torch.linalg.vecdot(src, tgt) / (norm_src * norm_tgt)
                 distance = 1.0 - cosine
                 loss = (F.smooth_l1_loss if smooth else F.l1_loss)(distance, torch.zeros_like(distance))
-                ctx.save_for_backward(q_src, k_src, q_tgt, k_tgt, key_ids, src, tgt, norm_src, norm_tgt, cosine)
+                saved = (norm_src, norm_tgt, cosine)
             else:
-                scale = size / kept
-                diff = (src - tgt).mul_(scale)
+                ctx.scale_l1 = size / kept
+                diff = (src - tgt).mul_(ctx.scale_l1)
                 loss = (F.smooth_l1_loss if smooth else F.l1_loss)(diff, torch.zeros_like(diff))
-                # tanh' needs the masked maps; the l1 gradient needs only the difference.
-                ctx.save_for_backward(q_src, k_src, q_tgt, k_tgt, key_ids, src, tgt, diff)
-                ctx.scale = scale
-        ctx.squash, ctx.mode, ctx.smooth = squash, mode, smooth
+                saved = (diff,)
+        ctx.save_for_backward(keys_src, keys_tgt, mean_src, mean_tgt, query_ids, key_ids, src, tgt, *saved)
+        ctx.scale, ctx.squash, ctx.mode, ctx.smooth = scale, squash, mode, smooth
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss):
-        q_src, k_src, q_tgt, k_tgt, key_ids, src, tgt, *saved = ctx.saved_tensors
-        need_src = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        need_tgt = ctx.needs_input_grad[2] or ctx.needs_input_grad[3]
+        keys_src, keys_tgt, mean_src, mean_tgt, query_ids, key_ids, src, tgt, *saved = ctx.saved_tensors
+        need_src, need_tgt = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if ctx.mode == "cos":
             norm_src, norm_tgt, cosine = saved
             # d rho(1 - cos) / d cos, averaged over the B * n rows.
@@ -275,24 +311,36 @@ class _StructureLoss(torch.autograd.Function):
             grad_tgt = map_grad(tgt, src, norm_tgt) if need_tgt else None
         else:
             (diff,) = saved
-            grad_diff = _rho_grad(diff, ctx.smooth).mul_(grad_loss * ctx.scale / diff.numel())
+            grad_diff = _rho_grad(diff, ctx.smooth).mul_(grad_loss * ctx.scale_l1 / diff.numel())
             grad_src = grad_diff if need_src else None
             grad_tgt = -grad_diff if need_tgt else None
 
-        def through_maps(grad_map, maps, queries, keys):
+        def through_maps(grad_map, maps, keys, mean):
+            """Gradient of the keys from the gradient of the (masked) maps."""
             if grad_map is None:
-                return None, None
+                return None
             if ctx.squash:
                 # tanh' = 1 - tanh^2; dropped entries carry no gradient, so the masked map serves.
                 grad_map = grad_map.mul_(1.0 - maps.square())
             if key_ids is not None:
                 full = grad_map.new_zeros(grad_map.shape[0], grad_map.shape[1], keys.shape[-1])
                 grad_map = full.scatter_(2, key_ids, grad_map)
-            return torch.bmm(grad_map, keys.transpose(1, 2)), torch.bmm(queries.transpose(1, 2), grad_map)
+            queries = _queries(_Prepared(keys, mean, ctx.scale), query_ids)  # (B, n, C)
+            if mean is None:
+                grad_queries = torch.bmm(grad_map, keys.transpose(1, 2))
+                grad_keys = torch.bmm(queries.transpose(1, 2), grad_map)
+            else:
+                # raw = q . (k_j - mean) with q = scale * (k_ids - mean): the mean enters twice, and
+                # mean = keys.mean(-1) spreads its gradient evenly over every position.
+                row_sums = grad_map.sum(-1, keepdim=True)  # (B, n, 1)
+                grad_queries = torch.baddbmm(-(row_sums * mean.unsqueeze(1)), grad_map, keys.transpose(1, 2))
+                grad_mean = -(queries * row_sums).sum(1) - ctx.scale * grad_queries.sum(1)  # (B, C)
+                grad_keys = torch.baddbmm((grad_mean / keys.shape[-1]).unsqueeze(-1), queries.transpose(1, 2), grad_map)
+            return grad_keys.index_add_(2, query_ids, grad_queries.transpose(1, 2), alpha=ctx.scale)
 
-        grad_q_src, grad_k_src = through_maps(grad_src, src, q_src, k_src)
-        grad_q_tgt, grad_k_tgt = through_maps(grad_tgt, tgt, q_tgt, k_tgt)
-        return grad_q_src, grad_k_src, grad_q_tgt, grad_k_tgt, None, None, None, None
+        grad_keys_src = through_maps(grad_src, src, keys_src, mean_src)
+        grad_keys_tgt = through_maps(grad_tgt, tgt, keys_tgt, mean_tgt)
+        return grad_keys_src, grad_keys_tgt, None, None, None, None, None, None, None
 
 
 def spatial_correlative_loss(
@@ -334,15 +382,19 @@ def spatial_correlative_loss(
         raise ValueError(f"mode: expected 'cos' or 'l1', got {mode!r}")
     _, _, height, width = source.shape
     _check_query_ids(query_ids, height, width)
+    query_ids = query_ids.to(source.device)
     key_ids = _key_ids(query_ids, height, width, window, source.shape[0])
     keys_per_map = height * width if key_ids is None else window * window
     if mode == "l1" and keys_per_map < 4:
         raise ValueError(f"mode='l1' needs at least 4 keys per map, got {keys_per_map}; use a larger window or map")
-    q_src, k_src = _queries_and_keys(source, query_ids, normalize)
-    q_tgt, k_tgt = _queries_and_keys(target, query_ids, normalize)
-    if key_ids is not None:
-        key_ids = key_ids.to(k_src.device)
-    return _StructureLoss.apply(q_src, k_src, q_tgt, k_tgt, key_ids, not normalize, mode, not normalize)
+    if normalize:
+        # Cosine maps: centre and unit-normalise every position (autograd takes that part).
+        keys_src, keys_tgt, scale = _prepare(source, True).keys, _prepare(target, True).keys, 1.0
+    else:
+        # The authors' tanh maps: the Function centres inside and scales only the queries.
+        keys_src, keys_tgt, scale = _flat(source), _flat(target), 1.0 / (_TANH_SCALE * source.shape[1])
+    squash = smooth = centre = not normalize
+    return _StructureLoss.apply(keys_src, keys_tgt, centre, scale, query_ids, key_ids, squash, mode, smooth)
 
 
 def contrastive_spatial_loss(
@@ -376,12 +428,12 @@ def contrastive_spatial_loss(
         raise ValueError(f"temperature: must be > 0, got {temperature}")
     _, _, height, width = source.shape
     _check_query_ids(query_ids, height, width)
+    query_ids = query_ids.to(source.device)
 
     key_ids = _key_ids(query_ids, height, width, window, source.shape[0])
 
     def maps(features: Tensor) -> Tensor:
-        queries, keys = _queries_and_keys(features, query_ids, normalize)
-        return F.normalize(_maps(queries, keys, key_ids, not normalize), dim=-1)
+        return F.normalize(_maps(_prepare(features, normalize), query_ids, key_ids, not normalize), dim=-1)
 
     sim_source, sim_target, sim_other = maps(source), maps(target), maps(other)
     num_queries = sim_source.shape[1]
