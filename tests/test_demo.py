@@ -1,0 +1,16 @@
+"""`sesim demo` end to end at a few steps: data, training, report."""
+
+import json
+
+from sesim.cli import main
+
+
+def test_demo_writes_report(tmp_path, capsys):
+    overrides = ["--set", "log.progress=false", "--set", "log.tensorboard=false"]
+    assert main(["demo", "--out", str(tmp_path), "--steps", "2", *overrides]) == 0
+    run_dir = next(tmp_path.glob("*-demo"))
+    summary = json.loads((run_dir / "report.json").read_text())
+    assert {"untrained", "trained", "ground_truth"} <= set(summary) and summary["steps"] == 2
+    assert 0.0 < summary["untrained"] <= 1.0 and summary["ground_truth"] > 0.8
+    assert (run_dir / "report.png").is_file() and "report.png" in (run_dir / "report.html").read_text()
+    assert "layout mIoU" in capsys.readouterr().out
