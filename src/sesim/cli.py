@@ -12,7 +12,7 @@ from sesim.backbones import WeightsUnavailableError
 from sesim.config import ConfigError, load_config, preset_names, to_yaml
 from sesim.data.images import DataError
 from sesim.training.checkpoint import CheckpointError
-from sesim.training.loop import DeviceError
+from sesim.training.loop import DeviceError, Interrupted, TrainingStopped
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, DeviceError, WeightsUnavailableError, ValueError, OSError)
 
@@ -120,6 +120,18 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"sesim: error: {message}", file=sys.stderr)
         return 2
+    except TrainingStopped as error:
+        if args.debug:
+            raise
+        print(f"sesim: stopped: {error}", file=sys.stderr)
+        return 1
+    except Interrupted as stop:
+        print(
+            f"sesim: interrupted at step {stop.step}; checkpoint saved. "
+            f"Continue with: sesim train --resume {stop.run_dir}",
+            file=sys.stderr,
+        )
+        return 130
     except KeyboardInterrupt:
         print("sesim: interrupted", file=sys.stderr)
         return 130

@@ -104,6 +104,8 @@ class TrainConfig(Section):
     seed: int = 0
     device: str = "auto"
     deterministic: bool = False
+    nan_guard: bool = True  # skip the update of a NaN/Inf loss (one host sync per optimizer step)
+    max_nonfinite_steps: int = Field(10, ge=0)  # then stop, with the last good checkpoint intact
 
 
 class LogConfig(Section):

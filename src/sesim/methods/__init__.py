@@ -1,7 +1,7 @@
 """One paper per file; each owns its training step."""
 
-from sesim.methods.sesim import Optimization, SeSimTranslation, build_generator
+from sesim.methods.sesim import NonFiniteLoss, Optimization, SeSimTranslation, build_generator
 
 METHODS = {"sesim": SeSimTranslation}
 
-__all__ = ["METHODS", "Optimization", "SeSimTranslation", "build_generator"]
+__all__ = ["METHODS", "NonFiniteLoss", "Optimization", "SeSimTranslation", "build_generator"]

@@ -42,6 +42,14 @@ def build_structure_loss(config: LossConfig) -> SpatialCorrelativeLoss:
     )
 
 
+class NonFiniteLoss(ArithmeticError):
+    """A loss was NaN or infinite; raised before that loss's optimizer changed any weight."""
+
+    def __init__(self, name: str, value: float) -> None:
+        super().__init__(f"non-finite {name} loss ({value})")
+        self.name, self.value = name, value
+
+
 def rotate_180(images: Tensor) -> Tensor:
     return images.flip(2, 3)
 
@@ -62,6 +70,8 @@ class SeSimTranslation(nn.Module):
         loss: the structure term (backbone, taps, window, learned heads ...).
         weights: loss weights (``gan``, ``spatial``, identity terms).
         optimization: learning rate, Adam betas, image-pool size, seed of the pool.
+        check_finite: raise :class:`NonFiniteLoss` before stepping on a NaN/Inf loss (one host
+            sync per optimizer step).
     """
 
     def __init__(
@@ -71,8 +81,10 @@ class SeSimTranslation(nn.Module):
         loss: LossConfig,
         weights: WeightsConfig,
         optimization: Optimization = Optimization(),
+        check_finite: bool = True,
     ) -> None:
         super().__init__()
+        self.check_finite = check_finite
         self.generator = build_generator(generator)
         self.discriminator = build_discriminator(discriminator)
         self.structure = build_structure_loss(loss)
@@ -92,6 +104,13 @@ class SeSimTranslation(nn.Module):
     @property
     def heads(self) -> nn.Module | None:
         return self.structure.heads
+
+    def _update(self, name: str, loss: Tensor) -> None:
+        """Backward and step one optimizer (its gradients were zeroed by the caller)."""
+        if self.check_finite and not bool(torch.isfinite(loss)):
+            raise NonFiniteLoss(name, loss.detach().item())
+        loss.backward()
+        self.optimizers[name].step()
 
     def _jitter(self, images: Tensor) -> Tensor:
         """Colour jitter of ``[-1, 1]`` images, done on the ``[0, 1]`` scale."""
@@ -119,18 +138,14 @@ class SeSimTranslation(nn.Module):
         stats: dict[str, Tensor] = {}
 
         if self.heads is not None:
-            optimizer = self.optimizers["heads"]
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizers["heads"].zero_grad(set_to_none=True)
             loss_heads = self.head_loss(real_a, real_b, fake_b.detach(), query_rng)
-            loss_heads.backward()
-            optimizer.step()
+            self._update("heads", loss_heads)
             stats["heads"] = loss_heads.detach()
 
-        optimizer = self.optimizers["discriminator"]
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizers["discriminator"].zero_grad(set_to_none=True)
         loss_d = d_lsgan_loss(self.discriminator(real_b), self.discriminator(self.pool.query(fake_b.detach())))
-        loss_d.backward()
-        optimizer.step()
+        self._update("discriminator", loss_d)
         stats["d"] = loss_d.detach()
 
         # The G step must not train D or the heads: freeze them, then restore.
@@ -138,8 +153,7 @@ class SeSimTranslation(nn.Module):
         for module in frozen:
             module.requires_grad_(False)
         try:
-            optimizer = self.optimizers["generator"]
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizers["generator"].zero_grad(set_to_none=True)
             loss_gan = g_lsgan_loss(self.discriminator(fake_b))
             loss_spatial = self.structure(real_a, fake_b, query_rng)
             loss_g = w.gan * loss_gan + w.spatial * loss_spatial
@@ -152,8 +166,7 @@ class SeSimTranslation(nn.Module):
                     loss_identity = self.structure(real_b, identity_b, query_rng)
                     stats["identity_spatial"] = loss_identity.detach()
                     loss_g = loss_g + w.identity_spatial * loss_identity
-            loss_g.backward()
-            optimizer.step()
+            self._update("generator", loss_g)
         finally:
             for module in frozen:
                 module.requires_grad_(True)

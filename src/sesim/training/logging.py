@@ -49,6 +49,11 @@ class RunLogger:
             for key, value in scalars.items():
                 self.writer.add_scalar(key, value, step)
 
+    def event(self, step: int, name: str, **fields) -> None:
+        """A non-scalar record (e.g. a skipped step and its files), to ``log.jsonl`` only."""
+        with self.path.open("a") as file:
+            file.write(json.dumps({"step": step, "event": name, **fields}) + "\n")
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import random
+import signal
+import threading
 from pathlib import Path
 
 import torch
@@ -12,13 +14,46 @@ from tqdm import tqdm
 
 from sesim.config import RunConfig, to_yaml
 from sesim.data.unpaired import StepSampler, UnpairedImages, domain_folders
-from sesim.methods import Optimization, SeSimTranslation
+from sesim.methods import NonFiniteLoss, Optimization, SeSimTranslation
 from sesim.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sesim.training.logging import RunLogger, new_run_dir, save_grid, write_samples_page
 
 
 class DeviceError(ValueError):
     """The requested device does not exist here."""
+
+
+class TrainingStopped(RuntimeError):
+    """Training could not go on (too many non-finite losses); the last good checkpoint is intact."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM arrived; a checkpoint of the last finished step was saved."""
+
+    def __init__(self, run_dir: Path, step: int) -> None:
+        super().__init__(f"interrupted at step {step}")
+        self.run_dir, self.step = run_dir, step
+
+
+class _StopRequests:
+    """Turns SIGINT/SIGTERM into a flag the loop reads between steps (main thread only)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> _StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._request)
+        return self
+
+    def _request(self, number: int, frame) -> None:
+        self.signal = number
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 
 def pick_device(name: str) -> torch.device:
@@ -102,6 +137,7 @@ def train(config: RunConfig, resume: str | Path | None = None) -> Path:
         config.loss,
         config.weights,
         Optimization(t.lr, t.betas, t.pool_size, t.seed),
+        check_finite=t.nan_guard,
     ).to(device)
     schedulers = {
         name: torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(constant_steps, total_steps))
@@ -149,29 +185,49 @@ def train(config: RunConfig, resume: str | Path | None = None) -> Path:
     )
     logger = RunLogger(run_dir, tensorboard=log.tensorboard)
     bar = tqdm(total=total_steps, initial=step, disable=not log.progress, unit="step", dynamic_ncols=True)
+    nonfinite_steps = 0
+    stops = _StopRequests()
     try:
-        for batch in loader:
-            if step >= total_steps:
-                break
-            real_a = batch["a"].to(device, non_blocking=True)
-            real_b = batch["b"].to(device, non_blocking=True)
-            stats = method.training_step(real_a, real_b, query_rng)
-            for scheduler in schedulers.values():
-                scheduler.step()
-            step += 1
-            bar.update(1)
-            if step % log.every == 0 or step == total_steps:
-                scalars = {f"loss/{k}": float(v) for k, v in stats.items()}
-                scalars["lr"] = schedulers["generator"].get_last_lr()[0]
-                logger.log(step, scalars)
-                bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in scalars.items() if k != "lr"})
-            if step % log.sample_every == 0 or step == total_steps:
-                with torch.no_grad():
-                    fake_b = method.generator(real_a)
-                save_grid(run_dir / "samples" / f"step_{step:07d}.png", [real_a[:4], fake_b[:4], real_b[:4]])
-                write_samples_page(run_dir, f"{config.name}: {run_dir.name}")
-            if step % log.checkpoint_every == 0 or step == total_steps:
-                save(f"step_{step:07d}.pt")
+        with stops:
+            for batch in loader:
+                if step >= total_steps:
+                    break
+                real_a = batch["a"].to(device, non_blocking=True)
+                real_b = batch["b"].to(device, non_blocking=True)
+                try:
+                    stats = method.training_step(real_a, real_b, query_rng)
+                except NonFiniteLoss as error:
+                    # No weight saw the bad loss; record where it came from and go on (or stop).
+                    nonfinite_steps += 1
+                    for optimizer in method.optimizers.values():
+                        optimizer.zero_grad(set_to_none=True)
+                    files = [*batch["path_a"], *batch["path_b"]]
+                    logger.event(step + 1, "non_finite_loss", loss=error.name, value=str(error.value), files=files)
+                    bar.write(f"step {step + 1}: {error}; files: {', '.join(files)}")
+                    if nonfinite_steps > t.max_nonfinite_steps:
+                        raise TrainingStopped(
+                            f"{nonfinite_steps} steps with non-finite losses (train.max_nonfinite_steps="
+                            f"{t.max_nonfinite_steps}); last good checkpoint: {run_dir / 'checkpoints' / 'latest.pt'}"
+                        ) from None
+                    stats = None
+                for scheduler in schedulers.values():
+                    scheduler.step()
+                step += 1
+                bar.update(1)
+                if stats is not None and (step % log.every == 0 or step == total_steps):
+                    scalars = {f"loss/{k}": float(v) for k, v in stats.items()}
+                    scalars["lr"] = schedulers["generator"].get_last_lr()[0]
+                    logger.log(step, scalars)
+                    bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in scalars.items() if k != "lr"})
+                if step % log.sample_every == 0 or step == total_steps:
+                    with torch.no_grad():
+                        fake_b = method.generator(real_a)
+                    save_grid(run_dir / "samples" / f"step_{step:07d}.png", [real_a[:4], fake_b[:4], real_b[:4]])
+                    write_samples_page(run_dir, f"{config.name}: {run_dir.name}")
+                if step % log.checkpoint_every == 0 or step == total_steps or stops.signal is not None:
+                    save(f"step_{step:07d}.pt")
+                if stops.signal is not None:
+                    raise Interrupted(run_dir, step)
     finally:
         bar.close()
         logger.close()

@@ -1,0 +1,116 @@
+"""Crashes and bad numbers never cost the user their work: NaN guard, signals, kill -9."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from sesim.config import load_config
+from sesim.losses.modules import SpatialCorrelativeLoss
+from sesim.training.checkpoint import load_checkpoint
+from sesim.training.loop import Interrupted, TrainingStopped, train
+from tests.helpers import TINY, tiny_config, tiny_data
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_data(tmp_path_factory.mktemp("data"))
+
+
+def poison_step(monkeypatch, bad_calls):
+    """Make the structure loss NaN on the given (1-based) calls of the generator step."""
+    original = SpatialCorrelativeLoss.forward
+    calls = {"n": 0}
+
+    def forward(self, *args, **kwargs):
+        calls["n"] += 1
+        loss = original(self, *args, **kwargs)
+        return loss * float("nan") if calls["n"] in bad_calls else loss
+
+    monkeypatch.setattr(SpatialCorrelativeLoss, "forward", forward)
+
+
+def test_nan_loss_is_skipped_and_logged(tmp_path, data, monkeypatch):
+    poison_step(monkeypatch, {2})
+    run_dir = train(tiny_config("fsesim", data, tmp_path, "train.max_steps=3"))
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    events = [r for r in records if r.get("event") == "non_finite_loss"]
+    assert len(events) == 1 and events[0]["step"] == 2 and events[0]["loss"] == "generator"
+    assert len(events[0]["files"]) == 4 and all(f.endswith(".png") for f in events[0]["files"])
+    weights = load_checkpoint(run_dir)["networks"]
+    assert all(torch.isfinite(v).all() for net in weights.values() for v in net.values())
+
+
+def test_nan_guard_leaves_generator_untouched_on_the_bad_step(tmp_path, data, monkeypatch):
+    clean = train(tiny_config("fsesim", data, tmp_path / "a", "train.max_steps=1"))
+    poison_step(monkeypatch, {2})
+    skipped = train(tiny_config("fsesim", data, tmp_path / "b", "train.max_steps=2"))
+    before = load_checkpoint(clean)["networks"]["generator"]
+    after = load_checkpoint(skipped)["networks"]["generator"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_too_many_nonfinite_steps_stop_the_run(tmp_path, data, monkeypatch):
+    poison_step(monkeypatch, {3, 4})
+    config = tiny_config("fsesim", data, tmp_path, "train.max_steps=6", "train.max_nonfinite_steps=1")
+    with pytest.raises(TrainingStopped, match="2 steps with non-finite losses"):
+        train(config)
+    run_dir = next(tmp_path.glob("*-fsesim"))
+    assert load_checkpoint(run_dir)["step"] == 3  # the last good checkpoint (checkpoint_every=3)
+
+
+def test_sigterm_saves_and_resume_matches(tmp_path, data, monkeypatch):
+    original = SpatialCorrelativeLoss.forward
+    calls = {"n": 0}
+
+    def forward(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of step 2
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SpatialCorrelativeLoss, "forward", forward)
+    with pytest.raises(Interrupted) as info:
+        train(tiny_config("fsesim", data, tmp_path / "b", "train.max_steps=5", "log.checkpoint_every=100"))
+    assert info.value.step == 2 and load_checkpoint(info.value.run_dir)["step"] == 2
+    monkeypatch.setattr(SpatialCorrelativeLoss, "forward", original)
+    resumed = train(load_config("fsesim"), resume=info.value.run_dir)
+    straight = train(tiny_config("fsesim", data, tmp_path / "a", "train.max_steps=5", "log.checkpoint_every=100"))
+    a, b = load_checkpoint(straight)["networks"]["generator"], load_checkpoint(resumed)["networks"]["generator"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_kill_9_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path, data):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "sesim.cli", "train", "fsesim", "--data", str(data)]
+    command += [
+        arg
+        for s in [*TINY, f"log.out_dir={out}", "train.max_steps=20", "log.checkpoint_every=1"]
+        for arg in ("--set", s)
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = None
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        found = list(out.glob("*/checkpoints/step_0000004.pt"))
+        if found:
+            latest = found[0].parent / "latest.pt"
+            break
+        time.sleep(0.05)
+    process.kill()  # SIGKILL, wherever it is (often in the middle of a checkpoint write)
+    process.wait()
+    assert latest is not None, "the training process never reached step 4"
+    run_dir = latest.parent.parent
+    stopped_at = load_checkpoint(run_dir)["step"]
+    assert 3 <= stopped_at < 20  # latest.pt may still be step 3 if the kill fell between the two writes
+    resumed = train(load_config("fsesim"), resume=run_dir)
+    straight = train(
+        tiny_config("fsesim", data, tmp_path / "straight", "train.max_steps=20", "log.checkpoint_every=100")
+    )
+    a, b = load_checkpoint(straight)["networks"]["generator"], load_checkpoint(resumed)["networks"]["generator"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
