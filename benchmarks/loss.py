@@ -49,6 +49,25 @@ def loop_baseline(source, target, ids, window):
     return F.smooth_l1_loss(F.cosine_similarity(a, t, dim=-1), torch.ones(a.shape[:2], device=a.device))
 
 
+def matmul_floor(features):
+    """Only the dense products any exact implementation needs: per layer, the source and target
+    maps ``(n, C) @ (C, HW)`` and the target's two backward products. Everything else is overhead."""
+    operands = []
+    for source, _ in features:
+        b, c, h, w = source.shape
+        queries, grad = torch.randn(b, 256, c, device=source.device), torch.randn(b, 256, h * w, device=source.device)
+        operands.append((queries, source.flatten(2), grad))
+
+    def step():
+        for queries, keys, grad in operands:
+            torch.bmm(queries, keys)
+            torch.bmm(queries, keys)
+            torch.bmm(grad, keys.transpose(1, 2))
+            torch.bmm(queries.transpose(1, 2), grad)
+
+    return step
+
+
 def run_layers(loss, features, window, generator):
     total = 0
     for source, target in features:
@@ -85,6 +104,9 @@ def main() -> None:
             (torch.randn(batch, c, h, w, device=device), torch.randn(batch, c, h, w, device=device, requires_grad=True))
             for c, h, w in LAYERS
         ]
+        results["rows"].append(
+            {"batch": batch, "matmul_floor_ms": median_ms(matmul_floor(features), device, args.repeats)}
+        )
         for window in (None, 32):
             row = {"batch": batch, "window": window}
             row["sesim_ms"] = median_ms(fwd_bwd(spatial_correlative_loss, features, window, gen), device, args.repeats)
