@@ -127,3 +127,10 @@ def test_truncated_download_is_reported(tmp_path, server):
     finally:
         _ZipServer.truncate_first = 0
     assert not (tmp_path / "toy").exists()
+
+
+def test_resume_from_the_command_line(checkpoint, capsys, tmp_path):
+    assert main(["train", "--resume", str(checkpoint)]) == 0
+    assert "resumed and finished" in capsys.readouterr().out
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "no checkpoints/latest.pt" in capsys.readouterr().err

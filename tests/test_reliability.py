@@ -10,7 +10,6 @@ import time
 import pytest
 import torch
 
-from sesim.config import load_config
 from sesim.losses.modules import SpatialCorrelativeLoss
 from sesim.training.checkpoint import load_checkpoint
 from sesim.training.loop import Interrupted, TrainingStopped, train
@@ -79,7 +78,7 @@ def test_sigterm_saves_and_resume_matches(tmp_path, data, monkeypatch):
         train(tiny_config("fsesim", data, tmp_path / "b", "train.max_steps=5", "log.checkpoint_every=100"))
     assert info.value.step == 2 and load_checkpoint(info.value.run_dir)["step"] == 2
     monkeypatch.setattr(SpatialCorrelativeLoss, "forward", original)
-    resumed = train(load_config("fsesim"), resume=info.value.run_dir)
+    resumed = train(None, resume=info.value.run_dir)
     straight = train(tiny_config("fsesim", data, tmp_path / "a", "train.max_steps=5", "log.checkpoint_every=100"))
     a, b = load_checkpoint(straight)["networks"]["generator"], load_checkpoint(resumed)["networks"]["generator"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -108,7 +107,7 @@ def test_kill_9_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path, data)
     run_dir = latest.parent.parent
     stopped_at = load_checkpoint(run_dir)["step"]
     assert 3 <= stopped_at < 20  # latest.pt may still be step 3 if the kill fell between the two writes
-    resumed = train(load_config("fsesim"), resume=run_dir)
+    resumed = train(None, resume=run_dir)
     straight = train(
         tiny_config("fsesim", data, tmp_path / "straight", "train.max_steps=20", "log.checkpoint_every=100")
     )

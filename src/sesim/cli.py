@@ -21,7 +21,7 @@ def _train(args: argparse.Namespace) -> int:
     from sesim.training.loop import train
 
     if args.resume:
-        run_dir = train(load_config("fsesim"), resume=args.resume)
+        run_dir = train(None, resume=args.resume)
         print(f"resumed and finished: {run_dir}")
         return 0
     if not args.config:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from sesim.config import RunConfig, to_yaml
 from sesim.data.unpaired import StepSampler, UnpairedImages, domain_folders
-from sesim.methods import NonFiniteLoss, Optimization, SeSimTranslation
+from sesim.methods import NonFiniteLoss, Optimization, SeSimTranslation, build_generator
 from sesim.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sesim.training.logging import RunLogger, new_run_dir, save_grid, write_samples_page
 
@@ -93,18 +93,20 @@ def set_rng_state(state: dict, query_rng: torch.Generator) -> None:
     query_rng.set_state(state["queries"])
 
 
-def train(config: RunConfig, resume: str | Path | None = None) -> Path:
+def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
     """Train a translator; returns the run directory.
 
     Args:
-        config: the resolved run configuration (``config.data.root`` must be set).
+        config: the resolved run configuration (its data must be set); ``None`` with ``resume``.
         resume: a run directory (or checkpoint file) to continue exactly where it stopped; its
             stored config is used and the run continues in the same directory.
     """
     checkpoint = None
     if resume is not None:
-        checkpoint = load_checkpoint(resume, method=config.method)
+        checkpoint = load_checkpoint(resume, method="sesim")
         config = RunConfig.model_validate(checkpoint["config"])
+    if config is None:
+        raise ValueError("train: give a config, or resume=RUN_DIR")
     if config.data.root is None and config.data.folder_a is None:
         raise ValueError("no data: pass --data DIR (with trainA/ and trainB/) or set data.folder_a and data.folder_b")
     t, log = config.train, config.log
@@ -236,8 +238,6 @@ def train(config: RunConfig, resume: str | Path | None = None) -> Path:
 
 def load_generator(checkpoint_path: str | Path, device: torch.device | str = "cpu"):
     """Rebuild the trained generator from a checkpoint's own config (no architecture flags)."""
-    from sesim.methods.sesim import build_generator
-
     document = load_checkpoint(checkpoint_path)
     config = RunConfig.model_validate(document["config"])
     generator = build_generator(config.model.generator)
