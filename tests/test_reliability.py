@@ -113,3 +113,38 @@ def test_kill_9_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path, data)
     )
     a, b = load_checkpoint(straight)["networks"]["generator"], load_checkpoint(resumed)["networks"]["generator"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as file:
+        return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc (Linux) to read the RSS")
+def test_memory_does_not_grow_over_a_long_run(tmp_path, data):
+    import threading
+
+    samples, done = [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            samples.append(_rss_mb())
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        train(
+            tiny_config(
+                "fsesim", data, tmp_path, "train.max_steps=300", "log.sample_every=1000", "log.checkpoint_every=1000"
+            )
+        )
+    finally:
+        done.set()
+        sampler.join()
+    assert len(samples) > 30
+    third = len(samples) // 3
+    middle, last = sorted(samples[third : 2 * third]), sorted(samples[2 * third :])
+    growth = last[len(last) // 2] - middle[len(middle) // 2]
+    # A leak of one small graph or batch per step would add well over 25 MB in 100 steps.
+    assert growth < 25, f"RSS grew by {growth:.1f} MB between the middle and the last third of the run"

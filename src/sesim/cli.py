@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +16,17 @@ from sesim.training.checkpoint import CheckpointError
 from sesim.training.loop import DeviceError, Interrupted, TrainingStopped
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, DeviceError, WeightsUnavailableError, ValueError, OSError)
+
+
+def one_line(error: BaseException) -> str:
+    """The user-facing line of an error. An error re-raised from a data-loader worker carries the
+    worker's traceback in its text: its last line is the original message (with the file)."""
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__
+    if "Original Traceback" in text:
+        return re.sub(r"^[\w.]*(Error|Exception): ", "", text.splitlines()[-1])
+    return text.splitlines()[0]
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -117,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         if args.debug:
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"sesim: error: {message}", file=sys.stderr)
+        print(f"sesim: error: {one_line(error)}", file=sys.stderr)
         return 2
     except TrainingStopped as error:
         if args.debug:

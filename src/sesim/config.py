@@ -81,6 +81,7 @@ class DataConfig(Section):
     flip: bool = True
     workers: int = Field(2, ge=0)
     direction: Literal["AtoB", "BtoA"] = "AtoB"
+    on_bad_image: Literal["fail", "skip"] = "fail"  # skip: warn, count in the log, use the next file
 
     @model_validator(mode="after")
     def _crop_fits(self) -> DataConfig:

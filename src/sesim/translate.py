@@ -60,7 +60,10 @@ def translate_paths(
         raise DataError(f"input not found: {source}")
     inputs = list_images(source, "input") if source.is_dir() else [source]
     targets = _outputs(inputs, source, output)
-    targets[0].parent.mkdir(parents=True, exist_ok=True)
+    try:
+        targets[0].parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"output: cannot create {targets[0].parent} ({error.strerror or error})") from None
     written: list[Path] = []
     for group in _same_size_groups(zip(inputs, targets, strict=True), batch_size):
         batch = torch.stack([to_tensor(image) for _, _, image in group]).to(device)

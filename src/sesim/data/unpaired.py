@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from sesim.data.images import DataError, list_images, load_rgb, to_tensor
@@ -51,11 +52,13 @@ class UnpairedImages(Dataset):
         load_size: int = 286,
         crop_size: int = 256,
         flip: bool = True,
+        skip_bad: bool = False,
     ) -> None:
         self.files_a = list_images(folder_a, "domain A")
         self.files_b = list_images(folder_b, "domain B")
         self.seed = seed
         self.geometry = {"preprocess": preprocess, "load_size": load_size, "crop_size": crop_size, "flip": flip}
+        self.skip_bad = skip_bad
         self._epoch = -1
         self._perms: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -73,21 +76,39 @@ class UnpairedImages(Dataset):
             self._epoch = epoch
         return self._perms
 
-    def paths(self, index: int) -> tuple[Path, Path]:
+    def paths(self, index: int, offset: int = 0) -> tuple[Path, Path]:
+        """The two files of global sample ``index`` (``offset``: that many places further on)."""
         epoch, position = divmod(index, len(self))
         perm_a, perm_b = self._permutations(epoch)
         return (
-            self.files_a[int(perm_a[position % len(perm_a)])],
-            self.files_b[int(perm_b[position % len(perm_b)])],
+            self.files_a[int(perm_a[(position + offset) % len(perm_a)])],
+            self.files_b[int(perm_b[(position + offset) % len(perm_b)])],
         )
 
+    def _load(self, index: int, domain: int, skipped: list[str]) -> tuple[Path, Image.Image]:
+        """Decode the sample's image of one domain; with ``skip_bad``, unreadable files are noted
+        in ``skipped`` and the next file of the same shuffled order takes their place."""
+        files = self.files_a if domain == 0 else self.files_b
+        for offset in range(len(files) if self.skip_bad else 1):
+            path = self.paths(index, offset)[domain]
+            try:
+                return path, load_rgb(path)
+            except DataError:
+                if not self.skip_bad:
+                    raise
+                skipped.append(str(path))
+        raise DataError(f"domain {'AB'[domain]}: no readable image among {len(files)} files")
+
     def __getitem__(self, index: int) -> dict:
-        path_a, path_b = self.paths(index)
-        items = {}
-        for domain, path, salt in (("a", path_a, 3), ("b", path_b, 4)):
+        items: dict = {}
+        skipped: list[str] = []
+        for domain, name, salt in ((0, "a", 3), (1, "b", 4)):
+            path, image = self._load(index, domain, skipped)
             generator = torch.Generator().manual_seed(_mix(self.seed, index, salt))
-            items[domain] = to_tensor(augment(load_rgb(path), generator, **self.geometry))
-        items["path_a"], items["path_b"] = str(path_a), str(path_b)
+            items[name] = to_tensor(augment(image, generator, **self.geometry))
+            items[f"path_{name}"] = str(path)
+        # A string collates into a list whatever the count; the engine splits it again.
+        items["skipped"] = "\n".join(skipped)
         return items
 
 

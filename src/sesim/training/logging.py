@@ -10,13 +10,23 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from sesim.config import ConfigError
 from sesim.data.images import to_image
 
 
 def new_run_dir(out_dir: str | Path, name: str) -> Path:
     """``out_dir/NNN-name``, numbered after the highest existing one: nothing is ever overwritten."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".sesim-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(
+            f"log.out_dir: cannot write in {out_dir} ({error.strerror or error}); "
+            "choose a writable folder with --set log.out_dir=DIR"
+        ) from None
     numbers = [int(m.group(1)) for p in out_dir.iterdir() if (m := re.match(r"(\d+)-", p.name))]
     for number in range(max(numbers, default=0) + 1, max(numbers, default=0) + 1000):
         run_dir = out_dir / f"{number:03d}-{name}"

@@ -126,7 +126,9 @@ def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
     if config.data.direction == "BtoA":
         folder_a, folder_b = folder_b, folder_a
     d = config.data
-    dataset = UnpairedImages(folder_a, folder_b, t.seed, d.preprocess, d.load_size, d.crop_size, d.flip)
+    dataset = UnpairedImages(
+        folder_a, folder_b, t.seed, d.preprocess, d.load_size, d.crop_size, d.flip, skip_bad=d.on_bad_image == "skip"
+    )
     steps_per_epoch = math.ceil(len(dataset) / t.batch_size)
     scheduled = (t.epochs + t.decay_epochs) * steps_per_epoch
     total_steps = t.max_steps or scheduled
@@ -188,6 +190,7 @@ def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
     logger = RunLogger(run_dir, tensorboard=log.tensorboard)
     bar = tqdm(total=total_steps, initial=step, disable=not log.progress, unit="step", dynamic_ncols=True)
     nonfinite_steps = 0
+    skipped_files: set[str] = set()
     stops = _StopRequests()
     try:
         with stops:
@@ -196,6 +199,11 @@ def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
                     break
                 real_a = batch["a"].to(device, non_blocking=True)
                 real_b = batch["b"].to(device, non_blocking=True)
+                for path in (p for joined in batch["skipped"] for p in joined.split("\n") if p):
+                    if path not in skipped_files:
+                        skipped_files.add(path)
+                        bar.write(f"warning: skipped unreadable image {path}")
+                        logger.event(step + 1, "skipped_image", file=path, skipped_so_far=len(skipped_files))
                 try:
                     stats = method.training_step(real_a, real_b, query_rng)
                 except NonFiniteLoss as error:
