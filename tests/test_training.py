@@ -128,3 +128,9 @@ def test_checkpoint_errors_are_clear(tmp_path, data):
     torch.save({"format": "sesim-checkpoint", "x": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="would run code"):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_deterministic_flag_is_restored_after_training(tmp_path, data):
+    assert not torch.are_deterministic_algorithms_enabled()
+    train(tiny_config("fsesim", data, tmp_path, "train.max_steps=1"))  # tiny configs ask for determinism
+    assert not torch.are_deterministic_algorithms_enabled()

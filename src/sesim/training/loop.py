@@ -115,8 +115,6 @@ def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
     device = pick_device(t.device)
     torch.manual_seed(t.seed)
     random.seed(t.seed)
-    if t.deterministic:
-        torch.use_deterministic_algorithms(True)
     query_rng = torch.Generator(device=device).manual_seed(t.seed)
 
     if config.data.folder_a is not None:
@@ -192,6 +190,8 @@ def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
     nonfinite_steps = 0
     skipped_files: set[str] = set()
     stops = _StopRequests()
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(t.deterministic or was_deterministic)
     try:
         with stops:
             for batch in loader:
@@ -239,6 +239,7 @@ def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
                 if stops.signal is not None:
                     raise Interrupted(run_dir, step)
     finally:
+        torch.use_deterministic_algorithms(was_deterministic)
         bar.close()
         logger.close()
     return run_dir
