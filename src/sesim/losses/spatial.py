@@ -145,11 +145,16 @@ def _flat(features: Tensor) -> Tensor:
     return (features.float() if features.dtype in _LOW_PRECISION else features).flatten(2)
 
 
+def _tanh_query_scale(channels: int) -> float:
+    """The authors' ``1 / sqrt(C)`` on both sides and ``/ 10`` inside the tanh, as one factor."""
+    return 1.0 / (_TANH_SCALE * channels)
+
+
 def _prepare(features: Tensor, normalize: bool) -> _Prepared:
     keys = _flat(features)
     if normalize:
         return _Prepared(F.normalize(keys - keys.mean(-1, keepdim=True), dim=1), None, 1.0)
-    return _Prepared(keys, keys.mean(-1), 1.0 / (_TANH_SCALE * features.shape[1]))
+    return _Prepared(keys, keys.mean(-1), _tanh_query_scale(features.shape[1]))
 
 
 def _queries(prepared: _Prepared, query_ids: Tensor) -> Tensor:
@@ -180,16 +185,12 @@ def _key_ids(query_ids: Tensor, height: int, width: int, window: int | None, bat
     return window_key_ids(query_ids, height, width, window).unsqueeze(0).expand(batch, -1, -1)
 
 
-def _maps(
-    prepared: _Prepared, query_ids: Tensor, key_ids: Tensor | None, squash: bool, queries: Tensor | None = None
-) -> Tensor:
+def _maps(queries: Tensor, prepared: _Prepared, key_ids: Tensor | None, squash: bool) -> Tensor:
     """``(B, n, K)`` maps: one matmul against every position, then each query's window.
 
     For the usual sizes (64x64 map, window 32, C 256) one dense matmul and a gather is far
     cheaper than materialising ``(B, n, K, C)`` windows of keys.
     """
-    if queries is None:
-        queries = _queries(prepared, query_ids)
     sim = _raw_maps(queries, prepared.keys, prepared.mean)
     if key_ids is not None:
         sim = sim.gather(2, key_ids)
@@ -223,7 +224,8 @@ def self_similarity(
     _check_query_ids(query_ids, height, width)
     query_ids = query_ids.to(features.device)
     key_ids = _key_ids(query_ids, height, width, window, batch)
-    return _maps(_prepare(features, normalize), query_ids, key_ids, not normalize)
+    prepared = _prepare(features, normalize)
+    return _maps(_queries(prepared, query_ids), prepared, key_ids, not normalize)
 
 
 def _check_pair(source: Tensor, target: Tensor, other: Tensor | None = None) -> None:
@@ -271,10 +273,12 @@ class _StructureLoss(torch.autograd.Function):
             # The spatial mean is taken here, so its gradient can be folded into a matmul below.
             mean_src = keys_src.mean(-1) if centre else None
             mean_tgt = keys_tgt.mean(-1) if centre else None
-            queries_src = _queries(_Prepared(keys_src, mean_src, scale), query_ids)
-            queries_tgt = _queries(_Prepared(keys_tgt, mean_tgt, scale), query_ids)
-            src = _maps(_Prepared(keys_src, mean_src, scale), query_ids, key_ids, squash, queries_src)
-            tgt = _maps(_Prepared(keys_tgt, mean_tgt, scale), query_ids, key_ids, squash, queries_tgt)
+            prepared_src = _Prepared(keys_src, mean_src, scale)
+            prepared_tgt = _Prepared(keys_tgt, mean_tgt, scale)
+            queries_src = _queries(prepared_src, query_ids)
+            queries_tgt = _queries(prepared_tgt, query_ids)
+            src = _maps(queries_src, prepared_src, key_ids, squash)
+            tgt = _maps(queries_tgt, prepared_tgt, key_ids, squash)
             size = tgt.shape[-1]
             kept = size // 4
             keep = tgt >= _kth_largest(tgt, kept).to(tgt.device)
@@ -401,7 +405,7 @@ def spatial_correlative_loss(
         keys_src, keys_tgt, scale = _prepare(source, True).keys, _prepare(target, True).keys, 1.0
     else:
         # The authors' tanh maps: the Function centres inside and scales only the queries.
-        keys_src, keys_tgt, scale = _flat(source), _flat(target), 1.0 / (_TANH_SCALE * source.shape[1])
+        keys_src, keys_tgt, scale = _flat(source), _flat(target), _tanh_query_scale(source.shape[1])
     squash = smooth = centre = not normalize
     return _StructureLoss.apply(keys_src, keys_tgt, centre, scale, query_ids, key_ids, squash, mode, smooth)
 
@@ -442,7 +446,8 @@ def contrastive_spatial_loss(
     key_ids = _key_ids(query_ids, height, width, window, source.shape[0])
 
     def maps(features: Tensor) -> Tensor:
-        return F.normalize(_maps(_prepare(features, normalize), query_ids, key_ids, not normalize), dim=-1)
+        prepared = _prepare(features, normalize)
+        return F.normalize(_maps(_queries(prepared, query_ids), prepared, key_ids, not normalize), dim=-1)
 
     sim_source, sim_target, sim_other = maps(source), maps(target), maps(other)
     num_queries = sim_source.shape[1]

@@ -209,8 +209,6 @@ def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
                 except NonFiniteLoss as error:
                     # No weight saw the bad loss; record where it came from and go on (or stop).
                     nonfinite_steps += 1
-                    for optimizer in method.optimizers.values():
-                        optimizer.zero_grad(set_to_none=True)
                     files = [*batch["path_a"], *batch["path_b"]]
                     logger.event(step + 1, "non_finite_loss", loss=error.name, value=str(error.value), files=files)
                     bar.write(f"step {step + 1}: {error}; files: {', '.join(files)}")
