@@ -65,7 +65,7 @@ def test_resume_diverges_without_rng_state(tmp_path, data):
     straight = train(tiny_config("fsesim", data, tmp_path / "a", "train.max_steps=6", "log.checkpoint_every=100"))
     run = train(tiny_config("fsesim", data, tmp_path / "b", "train.max_steps=6", "log.checkpoint_every=3"))
     document = torch.load(run / "checkpoints" / "step_0000003.pt", weights_only=True)
-    document["rng"]["queries"] = torch.Generator().manual_seed(123).get_state()
+    document["processes"][0]["rng"]["queries"] = torch.Generator().manual_seed(123).get_state()
     torch.save(document, run / "checkpoints" / "latest.pt")
     train(None, resume=run)
     a = load_checkpoint(straight / "checkpoints" / "latest.pt")["networks"]["generator"]

@@ -1,4 +1,4 @@
-"""The ``sesim`` command: train | translate | demo | download."""
+"""The ``sesim`` command: train | translate | export | demo | download."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from sesim import __version__
 from sesim.backbones import WeightsUnavailableError
 from sesim.config import ConfigError, load_config, preset_names, to_yaml
 from sesim.data.images import DataError
+from sesim.export import ExportError
 from sesim.training.checkpoint import CheckpointError
 from sesim.training.loop import DeviceError, Interrupted, TrainingStopped
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, DeviceError, WeightsUnavailableError, ValueError, OSError)
+USER_ERRORS = (
+    ConfigError, DataError, CheckpointError, DeviceError, WeightsUnavailableError, ExportError, ValueError, OSError,
+)  # fmt: skip
 
 
 def one_line(error: BaseException) -> str:
@@ -55,12 +58,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from sesim.training.loop import load_generator, pick_device
+    from sesim.training.loop import load_generator, pick_device, resolve_precision
     from sesim.translate import translate_paths
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = pick_device(args.device)
     generator, _ = load_generator(args.checkpoint, device)
-    written = translate_paths(generator, args.input, args.output, device, args.batch_size)
+    autocast = resolve_precision(args.precision, device)
+    written = translate_paths(generator, args.input, args.output, device, args.batch_size, autocast)
     print(f"wrote {len(written)} image(s) to {Path(written[0]).parent}")
     return 0
 
@@ -75,6 +81,17 @@ def _demo(args: argparse.Namespace) -> int:
         f"(ground truth {summary['ground_truth']:.3f}) in {summary['seconds']} s"
     )
     print(f"report: {run_dir / 'report.html'}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sesim.export import export_generator
+
+    gap = export_generator(args.checkpoint, args.output, args.check_image)
+    print(f"wrote {args.output}; largest difference to PyTorch on the check image: {gap:.2e}")
+    if gap > args.tolerance:
+        print(f"sesim: error: the export differs from PyTorch by {gap:.2e} (> {args.tolerance})", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -106,8 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("input", help="an image file or a folder of images")
     translate.add_argument("output", help="output image file or folder")
     translate.add_argument("--device", default="auto")
-    translate.add_argument("--batch-size", type=int, default=8)
+    translate.add_argument("--batch-size", type=int, default=8, help="images of one size per batch (default 8)")
+    translate.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 on CUDA, fp32 on CPU"
+    )
     translate.set_defaults(run=_translate)
+
+    export = commands.add_parser("export", help="export the generator to ONNX (.onnx) or TorchScript (.pt)")
+    export.add_argument("checkpoint", help="a .pt checkpoint or a run directory")
+    export.add_argument("output", help="out.onnx or out.pt")
+    export.add_argument("--check-image", help="image to compare the export against PyTorch on (default: a pattern)")
+    export.add_argument("--tolerance", type=float, default=1e-3, help="largest accepted difference (default 1e-3)")
+    export.set_defaults(run=_export)
 
     demo = commands.add_parser("demo", help="train on synthetic domains and write a report (a few minutes on CPU)")
     demo.add_argument("--out", default="runs", help="where runs are written (default: runs)")

@@ -82,6 +82,8 @@ class DataConfig(Section):
     workers: int = Field(2, ge=0)
     direction: Literal["AtoB", "BtoA"] = "AtoB"
     on_bad_image: Literal["fail", "skip"] = "fail"  # skip: warn, count in the log, use the next file
+    cache_images: bool = False  # keep decoded images in memory (small datasets; per worker)
+    prefetch: int = Field(2, ge=1)  # batches each worker loads ahead
 
     @model_validator(mode="after")
     def _crop_fits(self) -> DataConfig:
@@ -106,6 +108,9 @@ class TrainConfig(Section):
     device: str = "auto"
     deterministic: bool = False
     nan_guard: bool = True  # skip the update of a NaN/Inf loss (one host sync per optimizer step)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    channels_last: bool = True  # NHWC memory layout for the convolutions
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"  # torch.compile mode
     max_nonfinite_steps: int = Field(10, ge=0)  # then stop, with the last good checkpoint intact
 
 

@@ -29,10 +29,13 @@ def pad_to_multiple(images: torch.Tensor, multiple: int = 4) -> tuple[torch.Tens
 
 
 @torch.no_grad()
-def translate_tensor(generator: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W)`` in ``[-1, 1]``, any ``H, W`` -> translated batch of the same size."""
+def translate_tensor(generator: nn.Module, images: torch.Tensor, autocast: torch.dtype | None = None) -> torch.Tensor:
+    """``(B, 3, H, W)`` in ``[-1, 1]``, any ``H, W`` -> translated float32 batch of the same size.
+    ``autocast=torch.bfloat16`` runs the generator under bf16 autocast (fast on GPUs)."""
     padded, (height, width) = pad_to_multiple(images)
-    return generator(padded)[:, :, :height, :width]
+    with torch.autocast(images.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        translated = generator(padded)
+    return translated[:, :, :height, :width].float()
 
 
 def _outputs(inputs: list[Path], source: Path, output: Path) -> list[Path]:
@@ -49,6 +52,7 @@ def translate_paths(
     output: str | Path,
     device: torch.device | str = "cpu",
     batch_size: int = 8,
+    autocast: torch.dtype | None = None,
 ) -> list[Path]:
     """Translate a file or every image of a folder; consecutive images of one size share a batch.
 
@@ -67,7 +71,7 @@ def translate_paths(
     written: list[Path] = []
     for group in _same_size_groups(zip(inputs, targets, strict=True), batch_size):
         batch = torch.stack([to_tensor(image) for _, _, image in group]).to(device)
-        for (_, target, _), result in zip(group, translate_tensor(generator, batch), strict=True):
+        for (_, target, _), result in zip(group, translate_tensor(generator, batch, autocast), strict=True):
             to_image(result).save(target)
             written.append(target)
     return written

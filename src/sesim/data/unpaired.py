@@ -25,7 +25,7 @@ def domain_folders(root: str | Path, split: str = "train") -> tuple[Path, Path]:
     return folders
 
 
-def _mix(*numbers: int) -> int:
+def mix_seed(*numbers: int) -> int:
     """A 63-bit seed from integers (splitmix-style), so every item has its own stream."""
     value = 0x9E3779B97F4A7C15
     for number in numbers:
@@ -40,7 +40,8 @@ class UnpairedImages(Dataset):
     ``k % len``. Each epoch shuffles each domain with its own permutation, and every item's crop
     and flip come from a generator seeded by ``(seed, k)``: the data order and augmentation are a
     pure function of the seed and the step, whatever the number of workers, which is what makes
-    resuming exact.
+    resuming exact. ``cache=True`` keeps decoded images in memory (each loader worker holds its
+    own copy): for small datasets whose decoding would otherwise dominate.
     """
 
     def __init__(
@@ -53,12 +54,14 @@ class UnpairedImages(Dataset):
         crop_size: int = 256,
         flip: bool = True,
         skip_bad: bool = False,
+        cache: bool = False,
     ) -> None:
         self.files_a = list_images(folder_a, "domain A")
         self.files_b = list_images(folder_b, "domain B")
         self.seed = seed
         self.geometry = {"preprocess": preprocess, "load_size": load_size, "crop_size": crop_size, "flip": flip}
         self.skip_bad = skip_bad
+        self.cache: dict[Path, Image.Image] | None = {} if cache else None
         self._epoch = -1
         self._perms: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -67,8 +70,8 @@ class UnpairedImages(Dataset):
 
     def _permutations(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         if epoch != self._epoch or self._perms is None:
-            gen_a = torch.Generator().manual_seed(_mix(self.seed, epoch, 1))
-            gen_b = torch.Generator().manual_seed(_mix(self.seed, epoch, 2))
+            gen_a = torch.Generator().manual_seed(mix_seed(self.seed, epoch, 1))
+            gen_b = torch.Generator().manual_seed(mix_seed(self.seed, epoch, 2))
             self._perms = (
                 torch.randperm(len(self.files_a), generator=gen_a),
                 torch.randperm(len(self.files_b), generator=gen_b),
@@ -91,12 +94,18 @@ class UnpairedImages(Dataset):
         files = self.files_a if domain == 0 else self.files_b
         for offset in range(len(files) if self.skip_bad else 1):
             path = self.paths(index, offset)[domain]
+            if self.cache is not None and path in self.cache:
+                return path, self.cache[path]
             try:
-                return path, load_rgb(path)
+                image = load_rgb(path)
             except DataError:
                 if not self.skip_bad:
                     raise
                 skipped.append(str(path))
+                continue
+            if self.cache is not None:
+                self.cache[path] = image
+            return path, image
         raise DataError(f"domain {'AB'[domain]}: no readable image among {len(files)} files")
 
     def __getitem__(self, index: int) -> dict:
@@ -104,7 +113,7 @@ class UnpairedImages(Dataset):
         skipped: list[str] = []
         for domain, name, salt in ((0, "a", 3), (1, "b", 4)):
             path, image = self._load(index, domain, skipped)
-            generator = torch.Generator().manual_seed(_mix(self.seed, index, salt))
+            generator = torch.Generator().manual_seed(mix_seed(self.seed, index, salt))
             items[name] = to_tensor(augment(image, generator, **self.geometry))
             items[f"path_{name}"] = str(path)
         # A string collates into a list whatever the count; the engine splits it again.

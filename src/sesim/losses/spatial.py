@@ -15,7 +15,9 @@ similarity maps ``(B, n, K)`` with ``K = H * W`` (global) or ``window ** 2`` (lo
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+import functools
+from collections.abc import Callable
+from typing import Literal, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -37,6 +39,23 @@ Mode = Literal["cos", "l1"]
 _TANH_SCALE = 10.0
 # float16 / bfloat16 features are promoted to float32 before any reduction.
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+_Fn = TypeVar("_Fn", bound=Callable)
+
+
+def _outside_autocast(fn: _Fn) -> _Fn:
+    """Run ``fn`` with autocast off on the features' device: inside a mixed-precision training
+    step the maps, the threshold and the loss are still computed in float32."""
+
+    @functools.wraps(fn)
+    def wrapper(features: Tensor, *args, **kwargs):
+        device_type = features.device.type if isinstance(features, Tensor) else "cpu"
+        if not torch.is_autocast_enabled(device_type):
+            return fn(features, *args, **kwargs)
+        with torch.autocast(device_type, enabled=False):
+            return fn(features, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def sample_query_ids(
@@ -197,6 +216,7 @@ def _maps(queries: Tensor, prepared: _Prepared, key_ids: Tensor | None, squash: 
     return sim.tanh_() if squash else sim
 
 
+@_outside_autocast
 def self_similarity(
     features: Tensor,
     query_ids: Tensor,
@@ -356,6 +376,7 @@ class _StructureLoss(torch.autograd.Function):
         return grad_keys_src, grad_keys_tgt, None, None, None, None, None, None, None
 
 
+@_outside_autocast
 def spatial_correlative_loss(
     source: Tensor,
     target: Tensor,
@@ -410,6 +431,7 @@ def spatial_correlative_loss(
     return _StructureLoss.apply(keys_src, keys_tgt, centre, scale, query_ids, key_ids, squash, mode, smooth)
 
 
+@_outside_autocast
 def contrastive_spatial_loss(
     source: Tensor,
     target: Tensor,

@@ -34,7 +34,10 @@ class BlurUpsample(nn.Module):
         self.register_buffer("kernel", (_binomial(4) * 4).expand(channels, 1, 4, 4).clone(), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        # Replicate-pad by one pixel, written as concatenations: same values as
+        # F.pad(mode="replicate"), whose backward torch.compile mishandles (pytorch#179442).
+        padded = torch.cat([x[:, :, :1], x, x[:, :, -1:]], dim=2)
+        padded = torch.cat([padded[..., :1], padded, padded[..., -1:]], dim=3)
         out = F.conv_transpose2d(padded, self.kernel.to(x.dtype), stride=2, padding=2, groups=x.shape[1])
         return out[:, :, 1:-1, 1:-1]
 

@@ -12,7 +12,7 @@ import torch
 from sesim import __version__
 
 FORMAT = "sesim-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-process RNG and pool states under "processes"
 
 
 class CheckpointError(ValueError):

@@ -13,9 +13,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sesim.config import RunConfig, to_yaml
-from sesim.data.unpaired import StepSampler, UnpairedImages, domain_folders
+from sesim.data.unpaired import StepSampler, UnpairedImages, domain_folders, mix_seed
 from sesim.methods import NonFiniteLoss, Optimization, SeSimTranslation, build_generator
+from sesim.training import distributed
 from sesim.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sesim.training.distributed import Processes
 from sesim.training.logging import RunLogger, new_run_dir, save_grid, write_samples_page
 
 
@@ -93,13 +95,54 @@ def set_rng_state(state: dict, query_rng: torch.Generator) -> None:
     query_rng.set_state(state["queries"])
 
 
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """``auto``: bf16 autocast on CUDA cards that support it, full precision elsewhere (CPUs
+    without bf16 matrix units run bf16 slower than fp32). Returns the autocast dtype or ``None``."""
+    if precision == "auto":
+        use = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if use else None
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def _process_states(processes: Processes, query_rng: torch.Generator, method: SeSimTranslation) -> list:
+    """Every process's RNG and image pool (collective: all processes call it)."""
+    return processes.gather({"rng": rng_state(query_rng), "pool": method.pool.state_dict()})
+
+
+def _restore_process_state(
+    checkpoint: dict, processes: Processes, query_rng: torch.Generator, method: SeSimTranslation, device
+) -> str | None:
+    """Restore this process's RNG and pool. With another number of processes than the checkpoint
+    had, the shared query RNG continues and per-process randomness is re-seeded from (seed, rank,
+    step); returns a note saying so."""
+    states = checkpoint["processes"]
+    if len(states) == processes.world_size:
+        method.pool.load_state_dict(states[processes.rank]["pool"], device)
+        set_rng_state(states[processes.rank]["rng"], query_rng)
+        return None
+    seed = checkpoint["config"]["train"]["seed"]
+    query_rng.set_state(states[0]["rng"]["queries"])
+    reseed = mix_seed(seed, processes.rank, checkpoint["step"])
+    torch.manual_seed(reseed)
+    random.seed(reseed)
+    method.pool = type(method.pool)(method.pool.size, seed=reseed)
+    return (
+        f"resumed with {processes.world_size} processes (the checkpoint had {len(states)}): weights, optimizers, "
+        "schedule, data order and query positions continue exactly; image pools start empty and "
+        "per-process randomness is re-seeded"
+    )
+
+
 def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
     """Train a translator; returns the run directory.
+
+    Under ``torchrun`` each process runs this function; rank 0 writes the run directory.
 
     Args:
         config: the resolved run configuration (its data must be set); ``None`` with ``resume``.
         resume: a run directory (or checkpoint file) to continue exactly where it stopped; its
-            stored config is used and the run continues in the same directory.
+            stored config is used and the run continues in the same directory (with any number
+            of processes).
     """
     checkpoint = None
     if resume is not None:
@@ -109,24 +152,38 @@ def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
         raise ValueError("train: give a config, or resume=RUN_DIR")
     if config.data.root is None and config.data.folder_a is None:
         raise ValueError("no data: pass --data DIR (with trainA/ and trainB/) or set data.folder_a and data.folder_b")
-    t, log = config.train, config.log
+    processes, device_name = distributed.start(config.train.device)
+    try:
+        return _train(config, checkpoint, resume, processes, pick_device(device_name))
+    finally:
+        distributed.stop(processes)
 
-    # Seeds: one seed governs data order, crops, the image pool and the query positions.
-    device = pick_device(t.device)
-    torch.manual_seed(t.seed)
-    random.seed(t.seed)
+
+def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Processes, device: torch.device) -> Path:
+    t, log, d = config.train, config.log, config.data
+    if t.batch_size % processes.world_size:
+        raise ValueError(
+            f"train.batch_size={t.batch_size} is the global batch; it must be divisible by the "
+            f"{processes.world_size} processes"
+        )
+    local_batch = t.batch_size // processes.world_size
+
+    # One seed governs data order, crops and query positions (shared by all processes); the
+    # image pool and colour jitter draw from per-process seeds.
+    torch.manual_seed(t.seed + processes.rank)
+    random.seed(t.seed + processes.rank)
     query_rng = torch.Generator(device=device).manual_seed(t.seed)
 
-    if config.data.folder_a is not None:
-        folder_a, folder_b = config.data.folder_a, config.data.folder_b
+    if d.folder_a is not None:
+        folder_a, folder_b = d.folder_a, d.folder_b
     else:
-        folder_a, folder_b = domain_folders(config.data.root)
-    if config.data.direction == "BtoA":
+        folder_a, folder_b = domain_folders(d.root)
+    if d.direction == "BtoA":
         folder_a, folder_b = folder_b, folder_a
-    d = config.data
     dataset = UnpairedImages(
-        folder_a, folder_b, t.seed, d.preprocess, d.load_size, d.crop_size, d.flip, skip_bad=d.on_bad_image == "skip"
-    )
+        folder_a, folder_b, t.seed, d.preprocess, d.load_size, d.crop_size, d.flip,
+        skip_bad=d.on_bad_image == "skip", cache=d.cache_images,
+    )  # fmt: skip
     steps_per_epoch = math.ceil(len(dataset) / t.batch_size)
     scheduled = (t.epochs + t.decay_epochs) * steps_per_epoch
     total_steps = t.max_steps or scheduled
@@ -138,15 +195,18 @@ def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
         config.model.discriminator,
         config.loss,
         config.weights,
-        Optimization(t.lr, t.betas, t.pool_size, t.seed),
+        Optimization(t.lr, t.betas, t.pool_size, t.seed + processes.rank),
         check_finite=t.nan_guard,
+        autocast=resolve_precision(t.precision, device),
     ).to(device)
+    layout = torch.channels_last if t.channels_last else torch.contiguous_format
+    method.to(memory_format=layout)
     schedulers = {
         name: torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(constant_steps, total_steps))
         for name, optimizer in method.optimizers.items()
     }
 
-    step = 0
+    step, resume_note = 0, None
     if checkpoint is not None:
         run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
         for name, module in method.trained_modules().items():
@@ -155,38 +215,51 @@ def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
             optimizer.load_state_dict(checkpoint["optimizers"][name])
         for name, scheduler in schedulers.items():
             scheduler.load_state_dict(checkpoint["schedulers"][name])
-        method.pool.load_state_dict(checkpoint["pool"], device)
-        set_rng_state(checkpoint["rng"], query_rng)
+        resume_note = _restore_process_state(checkpoint, processes, query_rng, method, device)
         step = checkpoint["step"]
-    else:
+    elif processes.main:
         run_dir = new_run_dir(log.out_dir, config.name)
         (run_dir / "config.yaml").write_text(to_yaml(config))
+    run_dir = Path(str(processes.gather(str(run_dir) if processes.main else None)[0]))
+
+    if t.compile != "off":
+        for module in [method.generator, method.discriminator, method.structure.backbone, method.heads]:
+            if module is not None:
+                module.compile(mode=t.compile)
+    method.distribute(lambda module: processes.wrap(module, device), processes.all_true)
 
     def save(path_name: str) -> None:
+        states = _process_states(processes, query_rng, method)  # every process takes part
+        if not processes.main:
+            return
         payload = {
             "config": config.model_dump(mode="json"),
             "step": step,
             "networks": {name: m.state_dict() for name, m in method.trained_modules().items()},
             "optimizers": {name: o.state_dict() for name, o in method.optimizers.items()},
             "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
-            "pool": method.pool.state_dict(),
-            "rng": rng_state(query_rng),
+            "processes": states,
         }
         save_checkpoint(run_dir / "checkpoints" / path_name, payload)
         save_checkpoint(run_dir / "checkpoints" / "latest.pt", payload)
 
     loader = DataLoader(
         dataset,
-        batch_size=t.batch_size,
-        sampler=StepSampler(start=step * t.batch_size),
+        batch_size=local_batch,
+        sampler=StepSampler(start=step * t.batch_size, rank=processes.rank, world_size=processes.world_size),
         num_workers=d.workers,
         persistent_workers=d.workers > 0,
+        prefetch_factor=d.prefetch if d.workers > 0 else None,
         pin_memory=device.type == "cuda",
         # Its own generator: creating the iterator must not consume the global RNG (exact resume).
         generator=torch.Generator().manual_seed(t.seed),
     )
-    logger = RunLogger(run_dir, tensorboard=log.tensorboard)
-    bar = tqdm(total=total_steps, initial=step, disable=not log.progress, unit="step", dynamic_ncols=True)
+    main = processes.main
+    logger = RunLogger(run_dir, tensorboard=log.tensorboard) if main else None
+    bar = tqdm(total=total_steps, initial=step, disable=not (log.progress and main), unit="step", dynamic_ncols=True)
+    if resume_note and main:
+        bar.write(f"note: {resume_note}")
+        logger.event(step, "resumed", note=resume_note)
     nonfinite_steps = 0
     skipped_files: set[str] = set()
     stops = _StopRequests()
@@ -197,20 +270,23 @@ def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
             for batch in loader:
                 if step >= total_steps:
                     break
-                real_a = batch["a"].to(device, non_blocking=True)
-                real_b = batch["b"].to(device, non_blocking=True)
+                real_a = batch["a"].to(device, non_blocking=True, memory_format=layout)
+                real_b = batch["b"].to(device, non_blocking=True, memory_format=layout)
                 for path in (p for joined in batch["skipped"] for p in joined.split("\n") if p):
                     if path not in skipped_files:
                         skipped_files.add(path)
                         bar.write(f"warning: skipped unreadable image {path}")
-                        logger.event(step + 1, "skipped_image", file=path, skipped_so_far=len(skipped_files))
+                        if main:
+                            logger.event(step + 1, "skipped_image", file=path, skipped_so_far=len(skipped_files))
                 try:
                     stats = method.training_step(real_a, real_b, query_rng)
                 except NonFiniteLoss as error:
-                    # No weight saw the bad loss; record where it came from and go on (or stop).
+                    # No weight saw the bad loss (all processes skipped it together); record where
+                    # it came from and go on (or stop).
                     nonfinite_steps += 1
                     files = [*batch["path_a"], *batch["path_b"]]
-                    logger.event(step + 1, "non_finite_loss", loss=error.name, value=str(error.value), files=files)
+                    if main:
+                        logger.event(step + 1, "non_finite_loss", loss=error.name, value=str(error.value), files=files)
                     bar.write(f"step {step + 1}: {error}; files: {', '.join(files)}")
                     if nonfinite_steps > t.max_nonfinite_steps:
                         raise TrainingStopped(
@@ -223,23 +299,27 @@ def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
                 step += 1
                 bar.update(1)
                 if stats is not None and (step % log.every == 0 or step == total_steps):
-                    scalars = {f"loss/{k}": float(v) for k, v in stats.items()}
+                    # The only place a step's scalars reach the host.
+                    scalars = {f"loss/{k}": float(v) for k, v in processes.mean(stats).items()}
                     scalars["lr"] = schedulers["generator"].get_last_lr()[0]
-                    logger.log(step, scalars)
+                    if main:
+                        logger.log(step, scalars)
                     bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in scalars.items() if k != "lr"})
-                if step % log.sample_every == 0 or step == total_steps:
+                if main and (step % log.sample_every == 0 or step == total_steps):
                     with torch.no_grad():
                         fake_b = method.generator(real_a)
                     save_grid(run_dir / "samples" / f"step_{step:07d}.png", [real_a[:4], fake_b[:4], real_b[:4]])
                     write_samples_page(run_dir, f"{config.name}: {run_dir.name}")
-                if step % log.checkpoint_every == 0 or step == total_steps or stops.signal is not None:
+                stop_now = processes.any_flag(stops.signal is not None)
+                if step % log.checkpoint_every == 0 or step == total_steps or stop_now:
                     save(f"step_{step:07d}.pt")
-                if stops.signal is not None:
+                if stop_now:
                     raise Interrupted(run_dir, step)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         bar.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
     return run_dir
 
 

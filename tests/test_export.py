@@ -1,0 +1,42 @@
+"""``sesim export``: ONNX checked with onnxruntime and TorchScript, on real and synthetic images."""
+
+import pytest
+import torch
+
+from sesim.cli import main
+from sesim.data.images import load_rgb, to_tensor
+from sesim.export import ExportError, export_generator, run_exported
+from sesim.training.loop import load_generator, train
+from sesim.translate import pad_to_multiple
+from tests.helpers import tiny_config, tiny_data
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    return train(tiny_config("fsesim", tiny_data(root / "data"), root / "runs", "train.max_steps=2"))
+
+
+@pytest.mark.parametrize("name", ["generator.onnx", "generator.pt"])
+def test_export_matches_pytorch_on_a_real_image(run_dir, tmp_path, maps_dir, name):
+    image = sorted((maps_dir / "trainA").iterdir())[0]
+    gap = export_generator(run_dir, tmp_path / name, image)
+    assert gap < 1e-4
+    # Any batch and size (multiples of 4), not only the traced example's.
+    generator, _ = load_generator(run_dir)
+    images = torch.rand(3, 3, 44, 72) * 2 - 1
+    with torch.no_grad():
+        expected = generator(images)
+    assert torch.allclose(run_exported(tmp_path / name, images), expected, atol=1e-4)
+    # The check compares something: a perturbed input changes the output.
+    real, _ = pad_to_multiple(to_tensor(load_rgb(image))[None])
+    assert not torch.allclose(run_exported(tmp_path / name, real), run_exported(tmp_path / name, real.flip(3)))
+
+
+def test_export_cli(run_dir, tmp_path, capsys):
+    assert main(["export", str(run_dir), str(tmp_path / "g.onnx")]) == 0
+    assert "largest difference" in capsys.readouterr().out and (tmp_path / "g.onnx").is_file()
+    assert main(["export", str(run_dir), str(tmp_path / "g.bin")]) == 2
+    assert "use a .onnx" in capsys.readouterr().err
+    with pytest.raises(ExportError):
+        export_generator(run_dir, tmp_path / "g.txt")

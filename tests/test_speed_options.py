@@ -1,0 +1,94 @@
+"""The speed switches change how a step runs, not what it computes: bf16 autocast, channels-last,
+torch.compile, fused Adam, the decoded-image cache."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sesim.data.images import DataError
+from sesim.data.unpaired import UnpairedImages
+from sesim.losses import sample_query_ids, spatial_correlative_loss
+from sesim.methods import SeSimTranslation
+from sesim.training.loop import resolve_precision, train
+from tests.helpers import tiny_config, tiny_data
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_data(tmp_path_factory.mktemp("data"))
+
+
+def losses(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def close_runs(a, b, rel, steps=None):
+    for x, y in zip(losses(a)[:steps], losses(b)[:steps], strict=True):
+        for key in ("loss/d", "loss/g_gan", "loss/spatial"):
+            assert y[key] == pytest.approx(x[key], rel=rel, abs=1e-4), (x["step"], key)
+
+
+def test_precision_auto_is_bf16_on_cuda_only():
+    assert resolve_precision("auto", torch.device("cpu")) is None
+    assert resolve_precision("fp32", torch.device("cpu")) is None
+    assert resolve_precision("bf16", torch.device("cpu")) is torch.bfloat16
+
+
+def test_structure_loss_ignores_autocast():
+    """Inside a bf16 autocast region the maps and the loss stay float32 (same value as outside)."""
+    source, target = torch.randn(2, 2, 16, 12, 10)
+    ids = sample_query_ids(12, 10, 32, generator=torch.Generator().manual_seed(0))
+    plain = spatial_correlative_loss(source, target, ids, window=5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = spatial_correlative_loss(source, target, ids, window=5)
+    assert inside.dtype == torch.float32 and torch.equal(inside, plain)
+
+
+def test_bf16_training_tracks_fp32(tmp_path, data):
+    fp32 = train(tiny_config("lsesim", data, tmp_path / "a", "train.max_steps=3", "train.precision=fp32"))
+    bf16 = train(tiny_config("lsesim", data, tmp_path / "b", "train.max_steps=3", "train.precision=bf16"))
+    # Same weights at step 1: only the arithmetic differs (a few hundred steps: benchmarks/precision.py).
+    close_runs(fp32, bf16, rel=0.03, steps=1)
+    assert losses(fp32) != losses(bf16)  # bf16 really ran
+
+
+def test_channels_last_is_the_same_computation(tmp_path, data):
+    a = train(tiny_config("fsesim", data, tmp_path / "a", "train.max_steps=3", "train.channels_last=true"))
+    b = train(tiny_config("fsesim", data, tmp_path / "b", "train.max_steps=3", "train.channels_last=false"))
+    close_runs(a, b, rel=1e-4)
+
+
+def test_compiled_step_matches_eager(tmp_path, data):
+    eager = train(tiny_config("fsesim", data, tmp_path / "a", "train.max_steps=2"))
+    compiled = train(tiny_config("fsesim", data, tmp_path / "b", "train.max_steps=2", "train.compile=default"))
+    # Step 1 runs on identical weights; later steps inherit Adam's amplification of tiny differences.
+    close_runs(eager, compiled, rel=1e-3, steps=1)
+    close_runs(eager, compiled, rel=0.1)
+
+
+def test_adam_is_fused():
+    config = tiny_config("lsesim", Path("unused"), Path("unused"))
+    method = SeSimTranslation(config.model.generator, config.model.discriminator, config.loss, config.weights)
+    assert all(optimizer.defaults["fused"] for optimizer in method.optimizers.values())
+
+
+def test_image_cache_serves_decoded_images(data):
+    plain = UnpairedImages(data / "trainA", data / "trainB", seed=3, load_size=36, crop_size=32)
+    cached = UnpairedImages(data / "trainA", data / "trainB", seed=3, load_size=36, crop_size=32, cache=True)
+    first = [cached[i]["a"] for i in range(len(cached))]
+    assert len(cached.cache) == len(cached.files_a) + len(cached.files_b)
+    assert all(torch.equal(first[i], plain[i]["a"]) for i in range(len(plain)))
+    expected = plain[len(plain) + 1]  # the next epoch: another order and crop of the same files
+    # Served from memory: with the files gone, only the cached dataset can still answer.
+    for path in cached.cache:
+        path.rename(path.with_suffix(".moved"))
+    try:
+        with pytest.raises(DataError):
+            plain[len(plain) + 1]
+        again = cached[len(cached) + 1]
+        assert torch.equal(again["a"], expected["a"]) and torch.equal(again["b"], expected["b"])
+    finally:
+        for path in cached.cache:
+            path.with_suffix(".moved").rename(path)
