@@ -1,4 +1,4 @@
-"""The ``sesim`` command: train | translate | export | demo | download."""
+"""The ``sesim`` command: train | translate | export | eval | analyze | visualize | demo | download."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sesim.backbones import WeightsUnavailableError
 from sesim.config import ConfigError, load_config, preset_names, to_yaml
 from sesim.data.images import DataError
 from sesim.export import ExportError
+from sesim.metrics.distribution import INCEPTION_FILE
 from sesim.training.checkpoint import CheckpointError
 from sesim.training.loop import DeviceError, Interrupted, TrainingStopped
 
@@ -95,6 +96,58 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from sesim.evaluate import evaluate, markdown
+    from sesim.training.loop import pick_device
+
+    metrics = args.metrics.split(",") if args.metrics else None
+    result = evaluate(args.real, args.fake, args.paired_with, metrics, args.inception_weights, pick_device(args.device))
+    table = markdown(result)
+    out = Path(args.out) if args.out else Path(args.fake).parent / f"eval_{Path(args.fake).name}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    out.with_suffix(".md").write_text(table)
+    print(table, end="")
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from sesim.analysis import analyze, markdown, plot
+
+    summary = analyze(
+        args.a, args.b, args.backbone, tuple(args.taps.split(",")) if args.taps else None, args.size,
+        args.max_pairs, args.unaligned, window=args.window, heads_checkpoint=args.heads_from,
+        weights=args.weights, seed=args.seed,
+    )  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "analysis.json").write_text(json.dumps(summary, indent=1))
+    table = markdown(summary)
+    (out / "analysis.md").write_text(table)
+    plot(summary, out / "analysis.png")
+    print(table, end="")
+    print(f"wrote {out / 'analysis.json'}, analysis.md and analysis.png")
+    return 0
+
+
+def _visualize(args: argparse.Namespace) -> int:
+    from sesim.visualize import visualize
+
+    points = [_point(text) for text in args.point] if args.point else None
+    path = visualize(args.checkpoint, args.image, args.out, points, args.num_points, args.size, args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def _point(text: str) -> tuple[int, int]:
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--point {text!r}: expected X,Y in pixels, e.g. --point 120,64") from None
+    return x, y
+
+
 def _download(args: argparse.Namespace) -> int:
     from sesim.data.download import download
 
@@ -135,6 +188,41 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--check-image", help="image to compare the export against PyTorch on (default: a pattern)")
     export.add_argument("--tolerance", type=float, default=1e-3, help="largest accepted difference (default 1e-3)")
     export.set_defaults(run=_export)
+
+    evaluation = commands.add_parser("eval", help="score translations: FID/KID, offline FD, paired metrics")
+    evaluation.add_argument("--real", required=True, help="folder of real target-domain images")
+    evaluation.add_argument("--fake", required=True, help="folder of translated images")
+    evaluation.add_argument("--paired-with", help="ground-truth folder, matched to --fake by file name")
+    evaluation.add_argument("--metrics", help="comma list of fid, fd_efficientnet, paired (default: what applies)")
+    evaluation.add_argument("--inception-weights", help=f"FID Inception weights file ({INCEPTION_FILE})")
+    evaluation.add_argument("--out", help="output path without suffix (default: next to --fake)")
+    evaluation.add_argument("--device", default="auto")
+    evaluation.set_defaults(run=_eval)
+
+    analysis = commands.add_parser("analyze", help="aligned vs unaligned pairs under each content loss (AUC)")
+    analysis.add_argument("--a", required=True, help="domain A folder")
+    analysis.add_argument("--b", required=True, help="domain B folder; same file name = same content")
+    analysis.add_argument("--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "vgg16"])
+    analysis.add_argument("--weights", default="imagenet", help="backbone weights: imagenet or a file path")
+    analysis.add_argument("--taps", help="comma list of taps (default: the backbone's)")
+    analysis.add_argument("--size", type=int, default=256, help="images are resized to SIZE x SIZE")
+    analysis.add_argument("--max-pairs", type=int, default=100)
+    analysis.add_argument("--unaligned", type=int, default=5, help="unaligned partners per image")
+    analysis.add_argument("--window", type=int, default=9, help="local window of the local FSeSim variants")
+    analysis.add_argument("--heads-from", metavar="CHECKPOINT", help="add LSeSim with this run's trained heads")
+    analysis.add_argument("--seed", type=int, default=0)
+    analysis.add_argument("--out", default="analysis", help="output folder (default: analysis)")
+    analysis.set_defaults(run=_analyze)
+
+    visual = commands.add_parser("visualize", help="draw the similarity maps of an image and its translation")
+    visual.add_argument("checkpoint", help="a .pt checkpoint or a run directory")
+    visual.add_argument("image", help="the source image")
+    visual.add_argument("--out", default="similarity.png", help="output PNG (default: similarity.png)")
+    visual.add_argument("--point", action="append", metavar="X,Y", help="query point in pixels (repeatable)")
+    visual.add_argument("--num-points", type=int, default=3, help="random points when no --point is given")
+    visual.add_argument("--size", type=int, default=256, help="the image is resized to SIZE x SIZE")
+    visual.add_argument("--seed", type=int, default=0)
+    visual.set_defaults(run=_visualize)
 
     demo = commands.add_parser("demo", help="train on synthetic domains and write a report (a few minutes on CPU)")
     demo.add_argument("--out", default="runs", help="where runs are written (default: runs)")

@@ -85,7 +85,8 @@ class SpatialCorrelativeLoss(nn.Module):
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             return self.backbone(images, self.taps)
 
-    def _project(self, tap: str, features: Tensor) -> Tensor:
+    def project(self, tap: str, features: Tensor) -> Tensor:
+        """One tap's features through its head (LSeSim), or unchanged (FSeSim)."""
         return features if self.heads is None else self.heads(tap, features)
 
     def _query_ids(self, features: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -106,11 +107,11 @@ class SpatialCorrelativeLoss(nn.Module):
         losses = []
         for tap in self.taps:
             with torch.no_grad():
-                source_tap = self._project(tap, source[tap])
+                source_tap = self.project(tap, source[tap])
             ids = self._query_ids(source_tap, generator)
             losses.append(
                 spatial_correlative_loss(
-                    source_tap, self._project(tap, translated[tap]), ids, self.window, self.normalize, self.mode
+                    source_tap, self.project(tap, translated[tap]), ids, self.window, self.normalize, self.mode
                 )
             )
         return torch.stack(losses).mean()

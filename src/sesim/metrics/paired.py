@@ -35,3 +35,22 @@ def maps_protocol(predictions: list[np.ndarray], targets: list[np.ndarray]) -> M
         below_10 += int((largest < 10).sum())
         pixels += count
     return MapsScores(float(np.mean(rmses)), below_5 / pixels, below_10 / pixels, len(predictions))
+
+
+def psnr_ssim(predictions: list[np.ndarray], targets: list[np.ndarray]) -> dict[str, float]:
+    """Mean PSNR (dB) and SSIM (Gaussian window 11, sigma 1.5) over ``(H, W, 3)`` uint8 pairs,
+    computed per image on the 0-1 scale with torchmetrics."""
+    import torch
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    if len(predictions) != len(targets) or not predictions:
+        raise ValueError(f"psnr_ssim: need equal, non-zero counts, got {len(predictions)} and {len(targets)}")
+    psnrs, ssims = [], []
+    for prediction, target in zip(predictions, targets, strict=True):
+        if prediction.shape != target.shape:
+            raise ValueError(f"psnr_ssim: shapes differ: {prediction.shape} vs {target.shape}")
+        p = torch.from_numpy(prediction).permute(2, 0, 1)[None].double() / 255
+        t = torch.from_numpy(target).permute(2, 0, 1)[None].double() / 255
+        psnrs.append(float(peak_signal_noise_ratio(p, t, data_range=1.0)))
+        ssims.append(float(structural_similarity_index_measure(p, t, data_range=1.0)))
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}

@@ -1,0 +1,138 @@
+"""``sesim eval``: score a folder of translations against real images (JSON + a Markdown table).
+
+- ``fid`` / ``kid``: TensorFlow-compatible Inception through torchmetrics; its weights come from a
+  file, never from a random network.
+- ``fd_efficientnet``: the Frechet distance on EfficientNet-Lite0 features (offline; not FID).
+- ``paired`` (with ``paired_with``): the GcGAN maps protocol, PSNR and SSIM against the ground
+  truth of the same file name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sesim.data.images import DataError, list_images, load_rgb
+from sesim.metrics.distribution import (
+    EfficientNetFeatures,
+    distribution_scores,
+    inception_network,
+)
+from sesim.metrics.paired import maps_protocol, psnr_ssim
+
+METRICS = ("fid", "fd_efficientnet", "paired")
+
+
+def load_folder(folder: str | Path, what: str) -> dict[str, np.ndarray]:
+    """``{file stem: (H, W, 3) uint8}`` for every image of a folder."""
+    return {path.stem: np.array(load_rgb(path)) for path in list_images(folder, what)}
+
+
+def uint8_batches(images: Sequence[np.ndarray], batch_size: int = 32) -> Iterator[torch.Tensor]:
+    """``(B, 3, H, W)`` uint8 batches; consecutive images of one size share a batch."""
+    group: list[np.ndarray] = []
+    for image in images:
+        if group and (image.shape != group[0].shape or len(group) == batch_size):
+            yield torch.from_numpy(np.stack(group)).permute(0, 3, 1, 2).contiguous()
+            group = []
+        group.append(image)
+    if group:
+        yield torch.from_numpy(np.stack(group)).permute(0, 3, 1, 2).contiguous()
+
+
+def paired_scores(fake: dict[str, np.ndarray], truth: dict[str, np.ndarray], truth_dir: str | Path) -> dict:
+    missing = sorted(set(fake) - set(truth))
+    if missing or len(fake) != len(truth):
+        raise DataError(
+            f"--paired-with {truth_dir}: {len(truth)} images for {len(fake)} translations"
+            + (f"; no ground truth for {', '.join(missing[:3])}" if missing else "")
+            + " (pairs are matched by file name)"
+        )
+    names = sorted(fake)
+    for name in names:
+        if fake[name].shape != truth[name].shape:
+            raise DataError(
+                f"{name}: translation is {fake[name].shape[1]}x{fake[name].shape[0]} but the ground truth is "
+                f"{truth[name].shape[1]}x{truth[name].shape[0]}; translate at the ground truth's size"
+            )
+    predictions, targets = [fake[n] for n in names], [truth[n] for n in names]
+    maps = maps_protocol(predictions, targets)
+    return {"rmse": maps.rmse, "accuracy_5": maps.accuracy_5, "accuracy_10": maps.accuracy_10,
+            **psnr_ssim(predictions, targets), "pairs": len(names)}  # fmt: skip
+
+
+def evaluate(
+    real: str | Path,
+    fake: str | Path,
+    paired_with: str | Path | None = None,
+    metrics: Sequence[str] | None = None,
+    inception_weights: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    feature_networks: dict[str, torch.nn.Module] | None = None,
+) -> dict:
+    """Score the translations in ``fake`` against the real images in ``real``.
+
+    Args:
+        metrics: names from ``METRICS``; default: ``fd_efficientnet``, ``paired`` when
+            ``paired_with`` is given, and ``fid`` (with KID) when Inception weights are given.
+        feature_networks: replace a metric's feature network (``{"fid": net}``; tests pass a tiny one).
+    """
+    if metrics is None:
+        metrics = ["fd_efficientnet"] + (["paired"] if paired_with else []) + (["fid"] if inception_weights else [])
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"--metrics: unknown {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    if "paired" in metrics and paired_with is None:
+        raise ValueError("--metrics paired needs --paired-with DIR (the ground truth, matched by file name)")
+    real_images, fake_images = load_folder(real, "--real"), load_folder(fake, "--fake")
+    networks = dict(feature_networks or {})
+    result: dict = {"real": str(real), "fake": str(fake), "n_real": len(real_images), "n_fake": len(fake_images)}
+    for name in ("fid", "fd_efficientnet"):
+        if name not in metrics:
+            continue
+        network = networks.get(name) or (
+            inception_network(inception_weights) if name == "fid" else EfficientNetFeatures()
+        )
+        scores = distribution_scores(
+            uint8_batches(list(real_images.values())), uint8_batches(list(fake_images.values())), network, device=device
+        )
+        if name == "fid":
+            result["fid"] = scores["frechet"]
+            result["kid"] = {
+                "mean": scores["kid_mean"],
+                "std": scores["kid_std"],
+                "subset_size": scores["kid_subset_size"],
+            }
+        else:
+            result["fd_efficientnet"] = scores["frechet"]
+    if "paired" in metrics:
+        result["paired"] = paired_scores(fake_images, load_folder(paired_with, "--paired-with"), paired_with)
+    return result
+
+
+def markdown(result: dict) -> str:
+    """A two-column Markdown table of one evaluation."""
+    rows = [("images (real / translated)", f"{result['n_real']} / {result['n_fake']}")]
+    if "fid" in result:
+        rows.append(("FID (Inception, TF-compatible)", f"{result['fid']:.2f}"))
+        kid = result["kid"]
+        rows.append((f"KID x 1000 (subset {kid['subset_size']})", f"{kid['mean'] * 1e3:.2f} +- {kid['std'] * 1e3:.2f}"))
+    if "fd_efficientnet" in result:
+        rows.append(
+            ("Frechet distance, EfficientNet-Lite0 features (offline; not FID)", f"{result['fd_efficientnet']:.3f}")
+        )
+    if "paired" in result:
+        p = result["paired"]
+        rows += [
+            ("RMSE (GcGAN maps protocol, 0-255)", f"{p['rmse']:.2f}"),
+            ("pixel accuracy, max channel diff < 5", f"{100 * p['accuracy_5']:.1f}%"),
+            ("pixel accuracy, max channel diff < 10", f"{100 * p['accuracy_10']:.1f}%"),
+            ("PSNR (dB)", f"{p['psnr']:.2f}"),
+            ("SSIM", f"{p['ssim']:.4f}"),
+        ]
+    lines = ["| metric | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
+    return "\n".join(lines) + "\n"

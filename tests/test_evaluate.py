@@ -1,0 +1,142 @@
+"""``sesim eval``: distribution metrics with a small feature network, paired metrics with known
+answers, the offline EfficientNet distance on real maps, and bad input."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sesim.backbones.weights import WeightsUnavailableError
+from sesim.cli import main
+from sesim.data.images import DataError
+from sesim.evaluate import evaluate
+from sesim.metrics import psnr_ssim
+from sesim.metrics.distribution import EfficientNetFeatures, distribution_scores, inception_network
+
+
+class MeanColour(torch.nn.Module):
+    """A tiny feature network: per-channel mean and spread of uint8 images."""
+
+    def forward(self, images):
+        x = images.float() / 255
+        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+
+
+def batches(seed, count, low=0, high=256):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(low, high, (count, 3, 16, 16), dtype=torch.uint8, generator=generator)]
+
+
+def write_folder(folder, arrays):
+    folder.mkdir(parents=True)
+    for name, array in arrays.items():
+        Image.fromarray(array).save(folder / f"{name}.png")
+    return folder
+
+
+def test_distances_are_zero_for_one_set_and_grow_with_the_shift():
+    same = distribution_scores(batches(0, 12), batches(0, 12), MeanColour())
+    near = distribution_scores(batches(0, 12), batches(1, 12), MeanColour())
+    far = distribution_scores(batches(0, 12), batches(1, 12, low=0, high=100), MeanColour())
+    assert same["frechet"] == pytest.approx(0, abs=1e-9) and abs(same["kid_mean"]) < 1e-3
+    assert near["frechet"] < far["frechet"] and near["kid_mean"] < far["kid_mean"]
+    assert far["kid_subset_size"] == 12  # adapted to the small set (default 1000)
+
+
+def test_psnr_and_ssim_known_answers():
+    target = np.random.default_rng(0).integers(20, 200, (32, 32, 3)).astype(np.uint8)
+    shifted = target + 10
+    scores = psnr_ssim([shifted], [target])
+    assert scores["psnr"] == pytest.approx(20 * np.log10(255 / 10), abs=1e-4)
+    assert psnr_ssim([target], [target])["ssim"] == pytest.approx(1.0)
+    assert scores["ssim"] < 1.0
+
+
+def test_evaluate_folders_paired(tmp_path):
+    rng = np.random.default_rng(1)
+    truth = {f"img{i}": rng.integers(0, 256, (24, 24, 3)).astype(np.uint8) for i in range(4)}
+    real = write_folder(tmp_path / "real", truth)
+    fake = write_folder(tmp_path / "fake", {name: np.full_like(a, 128) for name, a in truth.items()})
+    result = evaluate(real, fake, paired_with=real, metrics=["fid", "paired"], feature_networks={"fid": MeanColour()})
+    expected_rmse = np.mean([np.sqrt(((a.astype(float) - 128) ** 2).sum() / 576) for a in truth.values()])
+    assert result["paired"]["rmse"] == pytest.approx(expected_rmse)
+    assert result["paired"]["pairs"] == 4 and result["fid"] > 0 and result["kid"]["subset_size"] == 4
+    identical = evaluate(real, real, paired_with=real, metrics=["paired"])
+    assert identical["paired"]["rmse"] == 0 and identical["paired"]["accuracy_5"] == 1
+
+
+def test_offline_efficientnet_distance_tells_domains_apart(maps_dir):
+    """Real features: maps vs maps is closer than aerial photos vs maps."""
+    names = sorted(p.name for p in (maps_dir / "trainA").iterdir())[:24]
+
+    def halves(domain):
+        images = [np.asarray(Image.open(maps_dir / domain / n).convert("RGB").resize((128, 128))) for n in names]
+        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+
+    photos, maps = halves("trainA"), halves("trainB")
+    network = EfficientNetFeatures()
+    within = distribution_scores([maps[:12]], [maps[12:]], network)["frechet"]
+    across = distribution_scores([photos[:12]], [maps[12:]], network)["frechet"]
+    assert within < across / 2
+
+
+def test_inception_weights_are_never_random(tmp_path):
+    with pytest.raises(WeightsUnavailableError, match="--inception-weights"):
+        inception_network(tmp_path / "missing.pth")
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps({"weights": Payload()}))
+    with pytest.raises(WeightsUnavailableError, match="cannot read weights"):
+        inception_network(evil)
+
+
+def test_eval_cli_writes_json_and_markdown(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    truth = {f"t{i}": rng.integers(0, 256, (16, 16, 3)).astype(np.uint8) for i in range(3)}
+    real = write_folder(tmp_path / "real", truth)
+    assert main(["eval", "--real", str(real), "--fake", str(real), "--paired-with", str(real),
+                 "--metrics", "paired", "--out", str(tmp_path / "out" / "scores")]) == 0  # fmt: skip
+    document = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert document["paired"]["rmse"] == 0
+    assert "| RMSE (GcGAN maps protocol, 0-255) | 0.00 |" in (tmp_path / "out" / "scores.md").read_text()
+    assert "PSNR" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("empty", "no images"),
+        ("count", "2 images for 3 translations"),
+        ("unreadable", "cannot read image"),
+        ("fid_offline", "Inception weights not found"),
+        ("metric", "unknown"),
+    ],
+)
+def test_eval_bad_input(tmp_path, capsys, case, message):
+    rng = np.random.default_rng(3)
+    arrays = {f"t{i}": rng.integers(0, 256, (16, 16, 3)).astype(np.uint8) for i in range(3)}
+    real = write_folder(tmp_path / "real", arrays)
+    args = ["eval", "--real", str(real), "--fake", str(real), "--metrics", "paired", "--paired-with", str(real)]
+    if case == "empty":
+        (tmp_path / "empty").mkdir()
+        args[4] = str(tmp_path / "empty")
+    elif case == "count":
+        args[-1] = str(write_folder(tmp_path / "two", dict(list(arrays.items())[:2])))
+    elif case == "unreadable":
+        (real / "t9.png").write_bytes(b"not an image")
+    elif case == "fid_offline":
+        args[6] = "fid"
+    else:
+        args[6] = "paired,inception"
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sesim: error:") and message in err and len(err.strip().splitlines()) == 1
+    with pytest.raises((DataError, ValueError, WeightsUnavailableError)):
+        main(["--debug", *args])
