@@ -1,6 +1,7 @@
 """Presets load and validate; overrides work; mistakes give clear one-line errors."""
 
 import pytest
+from pydantic import BaseModel
 
 from sesim.config import ConfigError, load_config, preset_names
 
@@ -56,3 +57,22 @@ def test_missing_and_broken_files(tmp_path):
     broken.write_text("train: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(str(broken))
+
+
+@pytest.mark.parametrize("preset", ["fsesim", "lsesim", "demo"])
+def test_presets_spell_out_every_option(preset):
+    """A preset is documentation: every config key appears in it, section by section."""
+    import yaml
+
+    from sesim.config import PRESETS_DIR, RunConfig
+
+    raw = yaml.safe_load((PRESETS_DIR / f"{preset}.yaml").read_text())
+
+    def missing(model_class, section, prefix=""):
+        for key, field in model_class.model_fields.items():
+            if key not in section:
+                yield prefix + key
+            elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                yield from missing(field.annotation, section[key], f"{prefix}{key}.")
+
+    assert list(missing(RunConfig, raw)) == []

@@ -134,3 +134,15 @@ def test_deterministic_flag_is_restored_after_training(tmp_path, data):
     assert not torch.are_deterministic_algorithms_enabled()
     train(tiny_config("fsesim", data, tmp_path, "train.max_steps=1"))  # tiny configs ask for determinism
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_format_1_checkpoints_still_resume(tmp_path, data):
+    """Checkpoints written before multi-process training (format 1) load and resume."""
+    run = train(tiny_config("fsesim", data, tmp_path, "train.max_steps=4", "log.checkpoint_every=2"))
+    document = torch.load(run / "checkpoints" / "step_0000002.pt", weights_only=True)
+    (state,) = document.pop("processes")
+    document.update(format_version=1, rng=state["rng"], pool=state["pool"])
+    document.pop("best")
+    torch.save(document, run / "checkpoints" / "latest.pt")
+    train(None, resume=run)
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 4

@@ -114,6 +114,25 @@ class TrainConfig(Section):
     max_nonfinite_steps: int = Field(10, ge=0)  # then stop, with the last good checkpoint intact
 
 
+class ValidationConfig(Section):
+    """Scores on a held-out split while training (never the test set); keeps ``checkpoints/best.pt``."""
+
+    every: int = Field(0, ge=0)  # steps between validations; 0: off
+    folder_a: str | None = None  # held-out source images
+    folder_b: str | None = None  # their ground truth (same file names) or, for fd_efficientnet, target images
+    metric: Literal["rmse", "psnr", "fd_efficientnet"] = "fd_efficientnet"
+    max_images: int = Field(50, ge=2)
+    size: int = Field(256, ge=8)  # images are resized to size x size (a multiple of 4)
+
+    @model_validator(mode="after")
+    def _complete(self) -> ValidationConfig:
+        if self.every and (self.folder_a is None or self.folder_b is None):
+            raise ValueError("validation.every > 0 needs validation.folder_a and validation.folder_b")
+        if self.size % 4:
+            raise ValueError(f"validation.size must be a multiple of 4, got {self.size}")
+        return self
+
+
 class LogConfig(Section):
     out_dir: str = "runs"
     every: int = Field(50, ge=1)
@@ -131,6 +150,7 @@ class RunConfig(Section):
     weights: WeightsConfig = WeightsConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    validation: ValidationConfig = ValidationConfig()
     log: LogConfig = LogConfig()
 
 

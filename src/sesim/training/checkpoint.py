@@ -56,9 +56,12 @@ def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, An
         raise CheckpointError(f"cannot load checkpoint {path}: {reason or type(error).__name__}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a SeSim checkpoint")
+    if document.get("format_version") == 1:  # one process's RNG and pool at the top level
+        document["processes"] = [{"rng": document.pop("rng"), "pool": document.pop("pool")}]
+        document["format_version"] = FORMAT_VERSION
     if document.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint format {document.get('format_version')}; this SeSim reads {FORMAT_VERSION}"
+            f"{path} has checkpoint format {document.get('format_version')}; this SeSim reads 1 and {FORMAT_VERSION}"
         )
     stored = document.get("config", {}).get("method")
     if method is not None and stored != method:

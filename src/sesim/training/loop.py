@@ -19,6 +19,7 @@ from sesim.training import distributed
 from sesim.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sesim.training.distributed import Processes
 from sesim.training.logging import RunLogger, new_run_dir, save_grid, write_samples_page
+from sesim.training.validation import Validator
 
 
 class DeviceError(ValueError):
@@ -228,7 +229,10 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
                 module.compile(mode=t.compile)
     method.distribute(lambda module: processes.wrap(module, device), processes.all_true)
 
-    def save(path_name: str) -> None:
+    validator = Validator(config.validation, device) if config.validation.every and processes.main else None
+    best = checkpoint.get("best") if checkpoint is not None else None
+
+    def save(*names: str) -> None:
         states = _process_states(processes, query_rng, method)  # every process takes part
         if not processes.main:
             return
@@ -239,9 +243,10 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
             "optimizers": {name: o.state_dict() for name, o in method.optimizers.items()},
             "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
             "processes": states,
+            "best": best,
         }
-        save_checkpoint(run_dir / "checkpoints" / path_name, payload)
-        save_checkpoint(run_dir / "checkpoints" / "latest.pt", payload)
+        for name in names:
+            save_checkpoint(run_dir / "checkpoints" / name, payload)
 
     loader = DataLoader(
         dataset,
@@ -310,9 +315,22 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
                         fake_b = method.generator(real_a)
                     save_grid(run_dir / "samples" / f"step_{step:07d}.png", [real_a[:4], fake_b[:4], real_b[:4]])
                     write_samples_page(run_dir, f"{config.name}: {run_dir.name}")
+                v = config.validation
+                if v.every and (step % v.every == 0 or step == total_steps):
+                    # Rank 0 scores the held-out split; every process learns whether it improved.
+                    value = validator(method.generator) if main else None
+                    improved = main and validator.better(value, best["value"] if best else None)
+                    value, improved = processes.gather((value, improved))[0]
+                    if main:
+                        logger.log(step, {f"val/{v.metric}": value})
+                    if improved:
+                        best = {"metric": v.metric, "value": value, "step": step}
+                        save("best.pt")
+                        if main:
+                            logger.event(step, "best", metric=v.metric, value=value)
                 stop_now = processes.any_flag(stops.signal is not None)
                 if step % log.checkpoint_every == 0 or step == total_steps or stop_now:
-                    save(f"step_{step:07d}.pt")
+                    save(f"step_{step:07d}.pt", "latest.pt")
                 if stop_now:
                     raise Interrupted(run_dir, step)
     finally:
