@@ -1,4 +1,4 @@
-"""The ``sesim`` command: train | translate | export | eval | analyze | visualize | demo | download."""
+"""The ``sesim`` command: train | translate | export | eval | analyze | visualize | segscore | demo | download."""
 
 from __future__ import annotations
 
@@ -148,6 +148,25 @@ def _point(text: str) -> tuple[int, int]:
     return x, y
 
 
+def _segscore(args: argparse.Namespace) -> int:
+    from sesim.segscore import cityscapes_score, load_segmenter, markdown
+    from sesim.training.loop import pick_device
+
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 256x128") from None
+    segmenter = load_segmenter(args.segmenter_weights)
+    result = cityscapes_score(args.photos, args.labels, segmenter, args.real, (width, height), pick_device(args.device))
+    table = markdown(result)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=2))
+        Path(args.out).with_suffix(".md").write_text(table)
+    print(table, end="")
+    return 0
+
+
 def _download(args: argparse.Namespace) -> int:
     from sesim.data.download import download
 
@@ -223,6 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     visual.add_argument("--size", type=int, default=256, help="the image is resized to SIZE x SIZE")
     visual.add_argument("--seed", type=int, default=0)
     visual.set_defaults(run=_visualize)
+
+    seg = commands.add_parser("segscore", help="Cityscapes label->photo score with a DRN-D-22 segmenter")
+    seg.add_argument("--photos", required=True, help="translated photos")
+    seg.add_argument("--labels", required=True, help="ground-truth *_labelIds.png files (matched by name)")
+    seg.add_argument("--segmenter-weights", required=True, help="DRN-D-22 Cityscapes state dict (.pth)")
+    seg.add_argument("--real", help="real photos of the same scenes: the upper bound")
+    seg.add_argument("--size", default="256x128", help="WIDTHxHEIGHT the photos are scored at (default 256x128)")
+    seg.add_argument("--out", help="write OUT.json and OUT.md")
+    seg.add_argument("--device", default="auto")
+    seg.set_defaults(run=_segscore)
 
     demo = commands.add_parser("demo", help="train on synthetic domains and write a report (a few minutes on CPU)")
     demo.add_argument("--out", default="runs", help="where runs are written (default: runs)")
