@@ -2,7 +2,8 @@
 
 Prints one JSON object: per setting the median step time, images/s, peak memory, and the
 switches used, plus torch version and device name. The baseline row of each method is the plain
-eager step (fp32, contiguous layout, unfused Adam) measured in the same run.
+eager step (fp32, contiguous layout, unfused Adam) measured in the same run; the other rows use
+the training loop's defaults for the device plus the named switches.
 
     python benchmarks/train_step.py --device cuda --batch 1 8
     python benchmarks/train_step.py --device cpu --batch 1 --repeats 5
@@ -26,10 +27,16 @@ from sesim.methods import Optimization, SeSimTranslation
 
 VARIANTS = {
     "baseline": {"precision": None, "channels_last": False, "fused": False, "compile": None},
-    "fp32": {"precision": None, "channels_last": True, "fused": True, "compile": None},
-    "bf16": {"precision": torch.bfloat16, "channels_last": True, "fused": True, "compile": None},
-    "bf16+compile": {"precision": torch.bfloat16, "channels_last": True, "fused": True, "compile": "max-autotune"},
+    "fp32": {"precision": None, "channels_last": "auto", "fused": True, "compile": None},
+    "fp32+compile": {"precision": None, "channels_last": "auto", "fused": True, "compile": "default"},
+    "bf16": {"precision": torch.bfloat16, "channels_last": "auto", "fused": True, "compile": None},
+    "bf16+compile": {"precision": torch.bfloat16, "channels_last": "auto", "fused": True, "compile": "max-autotune"},
 }
+
+
+def _nhwc(variant: dict, device: torch.device) -> bool:
+    """The training loop's rule: ``auto`` is channels-last on CUDA only."""
+    return device.type == "cuda" if variant["channels_last"] == "auto" else variant["channels_last"]
 
 
 def build(preset: str, variant: dict, device: torch.device) -> SeSimTranslation:
@@ -38,7 +45,7 @@ def build(preset: str, variant: dict, device: torch.device) -> SeSimTranslation:
         config.model.generator, config.model.discriminator, config.loss, config.weights,
         Optimization(fused=variant["fused"]), check_finite=False, autocast=variant["precision"],
     ).to(device)  # fmt: skip
-    if variant["channels_last"]:
+    if _nhwc(variant, device):
         method.to(memory_format=torch.channels_last)
     if variant["compile"]:
         for module in (method.generator, method.discriminator, method.structure.backbone, method.heads):
@@ -59,7 +66,7 @@ def measure(preset: str, name: str, batch: int, device: torch.device, repeats: i
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     method = build(preset, variant, device)
-    layout = torch.channels_last if variant["channels_last"] else torch.contiguous_format
+    layout = torch.channels_last if _nhwc(variant, device) else torch.contiguous_format
     real_a = (torch.rand(batch, 3, 256, 256, device=device) * 2 - 1).contiguous(memory_format=layout)
     real_b = (torch.rand(batch, 3, 256, 256, device=device) * 2 - 1).contiguous(memory_format=layout)
     query_rng = torch.Generator(device=device).manual_seed(0)

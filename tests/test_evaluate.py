@@ -140,3 +140,35 @@ def test_eval_bad_input(tmp_path, capsys, case, message):
     assert err.startswith("sesim: error:") and message in err and len(err.strip().splitlines()) == 1
     with pytest.raises((DataError, ValueError, WeightsUnavailableError)):
         main(["--debug", *args])
+
+
+def test_lpips_diversity_groups_outputs_per_input(tmp_path):
+    from sesim.metrics.diversity import group_by_input
+
+    rng = np.random.default_rng(4)
+    outputs = {f"{name}_s{k}": rng.integers(0, 256, (16, 16, 3)).astype(np.uint8) for name in "ab" for k in range(3)}
+    outputs["c_s0"] = outputs["a_s0"]  # a single output: no pair, not counted
+    fake = write_folder(tmp_path / "fake", outputs)
+    assert sorted(group_by_input(sorted(fake.iterdir()))) == ["a", "b"]
+
+    def mean_abs(x, y):  # a stand-in for LPIPS: any distance between batches
+        return (x - y).abs().mean()
+
+    result = evaluate(fake, fake, metrics=["lpips_diversity"], lpips_score=mean_abs)["lpips_diversity"]
+    assert result["inputs"] == 2 and result["lpips_diversity"] > 0.2
+    same = write_folder(tmp_path / "same", {f"a_s{k}": outputs["a_s0"] for k in range(3)})
+    assert (
+        evaluate(same, same, metrics=["lpips_diversity"], lpips_score=mean_abs)["lpips_diversity"]["lpips_diversity"]
+        == 0
+    )
+
+
+def test_lpips_needs_its_backbone_file(tmp_path):
+    from sesim.metrics.diversity import lpips_scorer
+
+    with pytest.raises(WeightsUnavailableError, match="LPIPS: weights file not found"):
+        lpips_scorer("alex", tmp_path / "missing.pth")
+    wrong = tmp_path / "alexnet.pth"
+    torch.save({"features.0.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(WeightsUnavailableError, match=r"is not torchvision's alexnet"):
+        lpips_scorer("alex", wrong)

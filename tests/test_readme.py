@@ -19,3 +19,19 @@ def test_library_snippet_runs():
     namespace: dict = {}
     exec(compile(snippet, "README snippet", "exec"), namespace)
     assert namespace["loss_g"].requires_grad and namespace["loss_g"].item() > 0
+
+
+def test_result_tables_match_their_json():
+    """README and RESULTS.md tables are generated from benchmarks/results/*.json, never typed."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tables", ROOT / "benchmarks" / "tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    for document in tables.DOCUMENTS:
+        text = document.read_text()
+        assert tables.render(text) == text, f"{document.name}: run python benchmarks/tables.py"
+    # The check can fail: a hand-edited figure inside a block is rewritten.
+    block = re.search(r"<!-- table:(\w+) -->\n(.*?)<!-- /table:\1 -->", README, re.S)
+    tampered = README.replace(block.group(2), block.group(2) + "| 1 | 2 |\n", 1)
+    assert tables.render(tampered) != tampered

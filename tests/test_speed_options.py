@@ -92,3 +92,15 @@ def test_image_cache_serves_decoded_images(data):
     finally:
         for path in cached.cache:
             path.with_suffix(".moved").rename(path)
+
+
+def test_translate_in_bf16_is_close_to_fp32():
+    from sesim.networks import ResnetGenerator
+    from sesim.translate import translate_tensor
+
+    generator = ResnetGenerator(ngf=8, blocks=1).eval()
+    images = torch.rand(2, 3, 30, 42, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    full = translate_tensor(generator, images)
+    half = translate_tensor(generator, images, autocast=torch.bfloat16)
+    assert half.dtype == torch.float32 and half.shape == full.shape == images.shape
+    assert 0 < (half - full).abs().max() < 0.05

@@ -101,7 +101,16 @@ def _eval(args: argparse.Namespace) -> int:
     from sesim.training.loop import pick_device
 
     metrics = args.metrics.split(",") if args.metrics else None
-    result = evaluate(args.real, args.fake, args.paired_with, metrics, args.inception_weights, pick_device(args.device))
+    device = pick_device(args.device)
+    result = evaluate(
+        args.real,
+        args.fake,
+        args.paired_with,
+        metrics,
+        args.inception_weights,
+        device,
+        lpips_weights=args.lpips_weights,
+    )
     table = markdown(result)
     out = Path(args.out) if args.out else Path(args.fake).parent / f"eval_{Path(args.fake).name}"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--real", required=True, help="folder of real target-domain images")
     evaluation.add_argument("--fake", required=True, help="folder of translated images")
     evaluation.add_argument("--paired-with", help="ground-truth folder, matched to --fake by file name")
-    evaluation.add_argument("--metrics", help="comma list of fid, fd_efficientnet, paired (default: what applies)")
+    evaluation.add_argument(
+        "--metrics", help="comma list of fid, fd_efficientnet, paired, lpips_diversity (default: what applies)"
+    )
+    evaluation.add_argument("--lpips-weights", help="torchvision alexnet-owt-7be5be79.pth for lpips_diversity")
     evaluation.add_argument("--inception-weights", help=f"FID Inception weights file ({INCEPTION_FILE})")
     evaluation.add_argument("--out", help="output path without suffix (default: next to --fake)")
     evaluation.add_argument("--device", default="auto")

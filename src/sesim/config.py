@@ -109,7 +109,7 @@ class TrainConfig(Section):
     deterministic: bool = False
     nan_guard: bool = True  # skip the update of a NaN/Inf loss (one host sync per optimizer step)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    channels_last: bool = True  # NHWC memory layout for the convolutions
+    channels_last: Literal["auto"] | bool = "auto"  # NHWC layout; auto: on CUDA (no gain measured on CPU)
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"  # torch.compile mode
     max_nonfinite_steps: int = Field(10, ge=0)  # then stop, with the last good checkpoint intact
 

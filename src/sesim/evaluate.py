@@ -16,15 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sesim.data.images import DataError, list_images, load_rgb
+from sesim.data.images import DataError, list_images, load_rgb, to_tensor
 from sesim.metrics.distribution import (
     EfficientNetFeatures,
     distribution_scores,
     inception_network,
 )
+from sesim.metrics.diversity import group_by_input, lpips_diversity, lpips_scorer
 from sesim.metrics.paired import maps_protocol, psnr_ssim
 
-METRICS = ("fid", "fd_efficientnet", "paired")
+METRICS = ("fid", "fd_efficientnet", "paired", "lpips_diversity")
 
 
 def load_folder(folder: str | Path, what: str) -> dict[str, np.ndarray]:
@@ -73,6 +74,8 @@ def evaluate(
     inception_weights: str | os.PathLike | None = None,
     device: torch.device | str = "cpu",
     feature_networks: dict[str, torch.nn.Module] | None = None,
+    lpips_weights: str | os.PathLike | None = None,
+    lpips_score=None,
 ) -> dict:
     """Score the translations in ``fake`` against the real images in ``real``.
 
@@ -80,6 +83,8 @@ def evaluate(
         metrics: names from ``METRICS``; default: ``fd_efficientnet``, ``paired`` when
             ``paired_with`` is given, and ``fid`` (with KID) when Inception weights are given.
         feature_networks: replace a metric's feature network (``{"fid": net}``; tests pass a tiny one).
+        lpips_weights: torchvision backbone file for ``lpips_diversity`` (outputs named ``NAME_sK``);
+            ``lpips_score`` replaces the LPIPS scorer (tests).
     """
     if metrics is None:
         metrics = ["fd_efficientnet"] + (["paired"] if paired_with else []) + (["fid"] if inception_weights else [])
@@ -111,6 +116,10 @@ def evaluate(
             result["fd_efficientnet"] = scores["frechet"]
     if "paired" in metrics:
         result["paired"] = paired_scores(fake_images, load_folder(paired_with, "--paired-with"), paired_with)
+    if "lpips_diversity" in metrics:
+        groups = group_by_input(list_images(fake, "--fake"))
+        tensors = {name: [to_tensor(load_rgb(p)) for p in files] for name, files in groups.items()}
+        result["lpips_diversity"] = lpips_diversity(tensors, lpips_score or lpips_scorer("alex", lpips_weights))
     return result
 
 
@@ -134,5 +143,8 @@ def markdown(result: dict) -> str:
             ("PSNR (dB)", f"{p['psnr']:.2f}"),
             ("SSIM", f"{p['ssim']:.4f}"),
         ]
+    if "lpips_diversity" in result:
+        d = result["lpips_diversity"]
+        rows.append((f"LPIPS diversity (AlexNet; {d['inputs']} inputs)", f"{d['lpips_diversity']:.4f}"))
     lines = ["| metric | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
     return "\n".join(lines) + "\n"

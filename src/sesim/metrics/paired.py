@@ -49,8 +49,8 @@ def psnr_ssim(predictions: list[np.ndarray], targets: list[np.ndarray]) -> dict[
     for prediction, target in zip(predictions, targets, strict=True):
         if prediction.shape != target.shape:
             raise ValueError(f"psnr_ssim: shapes differ: {prediction.shape} vs {target.shape}")
-        p = torch.from_numpy(prediction).permute(2, 0, 1)[None].double() / 255
-        t = torch.from_numpy(target).permute(2, 0, 1)[None].double() / 255
+        p = torch.from_numpy(prediction.copy()).permute(2, 0, 1)[None].float() / 255
+        t = torch.from_numpy(target.copy()).permute(2, 0, 1)[None].float() / 255
         psnrs.append(float(peak_signal_noise_ratio(p, t, data_range=1.0)))
         ssims.append(float(structural_similarity_index_measure(p, t, data_range=1.0)))
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}

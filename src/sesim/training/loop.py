@@ -200,7 +200,8 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
         check_finite=t.nan_guard,
         autocast=resolve_precision(t.precision, device),
     ).to(device)
-    layout = torch.channels_last if t.channels_last else torch.contiguous_format
+    nhwc = device.type == "cuda" if t.channels_last == "auto" else t.channels_last
+    layout = torch.channels_last if nhwc else torch.contiguous_format
     method.to(memory_format=layout)
     schedulers = {
         name: torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(constant_steps, total_steps))

@@ -1,0 +1,149 @@
+"""Write the results tables of README.md and benchmarks/RESULTS.md from the JSON files in
+benchmarks/results/ (no hand-typed numbers). A block sits between the markers
+``<!-- table:NAME -->`` and ``<!-- /table:NAME -->``; ``--check`` only reports stale blocks.
+
+    python benchmarks/tables.py          # rewrite the blocks
+    python benchmarks/tables.py --check  # exit 1 when a block differs from its JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOCUMENTS = [ROOT / "README.md", ROOT / "benchmarks" / "RESULTS.md"]
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _machine(result: dict) -> str:
+    return result.get("device_name") or f"{result.get('cpu', 'CPU')} ({result.get('threads')} threads)"
+
+
+def train_step(result: dict) -> str:
+    lines = [
+        f"`benchmarks/train_step.py`, {_machine(result)}, torch {result['torch']}, 256x256; "
+        "baseline = plain eager fp32 step, contiguous layout, unfused Adam, same run.",
+        "",
+        "| method | batch | variant | median step | images/s | peak memory | vs baseline |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    baselines = {(r["method"], r["batch"]): r["median_ms"] for r in result["results"] if r["variant"] == "baseline"}
+    for r in result["results"]:
+        base = baselines.get((r["method"], r["batch"]))
+        speedup = f"{base / r['median_ms']:.2f}x" if base else "-"
+        memory = f"{r['peak_memory_mb'] / 1024:.2f} GiB"
+        lines.append(f"| {r['method']} | {r['batch']} | {r['variant']} | {r['median_ms'] / 1e3:.3f} s | "
+                     f"{r['images_per_s']} | {memory} | {speedup} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def translate(result: dict) -> str:
+    lines = [
+        f"`benchmarks/translate.py`, {_machine(result)}, torch {result['torch']}: "
+        "generator ngf 64 / 9 blocks, 256x256.",
+        "",
+        "| setting | batch | median | images/s |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['setting']} | {r['batch']} | {r['median_ms']:.1f} ms | {r['images_per_s']} |" for r in result["results"]
+    ]
+    return "\n".join(lines)
+
+
+def precision(result: dict) -> str:
+    runs = result["runs"]
+    lines = [
+        f"`benchmarks/precision.py`, {_machine(result)}: the demo ({result['steps']} steps) in fp32 and bf16 autocast "
+        f"with the same seed, and fp32 with another seed for the run-to-run noise. Gaps are mean absolute "
+        f"differences of the loss curves averaged over windows of {result['window']} steps.",
+        "",
+        "| loss | gap bf16 vs fp32 (same seed) | gap fp32 seed 0 vs seed 1 |",
+        "|---|---|---|",
+    ]
+    for key, value in result["gap_bf16_vs_fp32"].items():
+        lines.append(f"| {key} | {value:.4f} | {result['gap_seed_vs_seed_fp32'][key]:.4f} |")
+    lines += ["", "| run | layout mIoU after training | seconds |", "|---|---|---|"]
+    lines += [f"| {name} | {r['layout_miou']:.3f} | {r['seconds']} |" for name, r in runs.items()]
+    return "\n".join(lines)
+
+
+def maps_eval(result: dict) -> str:
+    p = result["paired"]
+    return "\n".join([
+        f"`sesim eval` of `{Path(result['run_dir']).name}` on the held-out maps tiles 1001-1096 at 256x256 "
+        f"({p['pairs']} pairs; GcGAN protocol).",
+        "",
+        "| RMSE | accuracy (< 5) | accuracy (< 10) | PSNR | SSIM | FD, EfficientNet-Lite0 (not FID) |",
+        "|---|---|---|---|---|---|",
+        f"| {p['rmse']:.2f} | {100 * p['accuracy_5']:.1f}% | {100 * p['accuracy_10']:.1f}% | {p['psnr']:.2f} dB | "
+        f"{p['ssim']:.3f} | {result['fd_efficientnet']:.2f} |",
+    ])  # fmt: skip
+
+
+def maps_analysis(result: dict) -> str:
+    lines = [
+        f"`sesim analyze` on maps (aerial A_i vs map B_j): {result['pairs']} aligned and {result['unaligned_pairs']} "
+        f"unaligned pairs, {result['backbone']} taps {', '.join(result['taps'])}, {result['size']} px.",
+        "",
+        "| loss | mean aligned | mean unaligned | aligned / unaligned | AUC |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in sorted(result["losses"].items(), key=lambda item: -item[1]["auc"]):
+        lines.append(f"| {name} | {r['aligned_mean']:.4f} | {r['unaligned_mean']:.4f} | "
+                     f"{r['ratio_aligned_to_unaligned']:.3f} | {r['auc']:.3f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+TABLES = {
+    "train_step_cpu": ("train_step_cpu", train_step),
+    "train_step_gpu": ("train_step_gpu", train_step),
+    "translate_cpu": ("translate_cpu", translate),
+    "precision_cpu": ("precision_cpu", precision),
+    "maps_eval": ("maps_eval", maps_eval),
+    "maps_analysis": ("maps_analysis", maps_analysis),
+}
+
+
+def render(text: str) -> str:
+    """``text`` with every known block replaced by the table built from its JSON."""
+
+    def block(match: re.Match) -> str:
+        name = match.group(1)
+        source, build = TABLES[name]
+        result = _load(source)
+        body = build(result) if result is not None else f"(no `benchmarks/results/{source}.json` yet)"
+        return f"<!-- table:{name} -->\n{body}\n<!-- /table:{name} -->"
+
+    return re.sub(r"<!-- table:(\w+) -->.*?<!-- /table:\1 -->", block, text, flags=re.S)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    stale = []
+    for document in DOCUMENTS:
+        text = document.read_text()
+        rendered = render(text)
+        if rendered != text:
+            stale.append(document.name)
+            if not args.check:
+                document.write_text(rendered)
+    if args.check and stale:
+        print(f"stale tables in {', '.join(stale)}: run python benchmarks/tables.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
