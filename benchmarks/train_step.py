@@ -48,9 +48,8 @@ def build(preset: str, variant: dict, device: torch.device) -> SeSimTranslation:
     if _nhwc(variant, device):
         method.to(memory_format=torch.channels_last)
     if variant["compile"]:
-        for module in (method.generator, method.discriminator, method.structure.backbone, method.heads):
-            if module is not None:
-                module.compile(mode=variant["compile"])
+        for module in method.compile_targets():
+            module.compile(mode=variant["compile"])
     return method
 
 

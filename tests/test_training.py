@@ -141,7 +141,7 @@ def test_format_1_checkpoints_still_resume(tmp_path, data):
     run = train(tiny_config("fsesim", data, tmp_path, "train.max_steps=4", "log.checkpoint_every=2"))
     document = torch.load(run / "checkpoints" / "step_0000002.pt", weights_only=True)
     (state,) = document.pop("processes")
-    document.update(format_version=1, rng=state["rng"], pool=state["pool"])
+    document.update(format_version=1, rng=state["rng"], pool=state["pools"]["fake_b"])
     document.pop("best")
     torch.save(document, run / "checkpoints" / "latest.pt")
     train(None, resume=run)

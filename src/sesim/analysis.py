@@ -153,12 +153,12 @@ def analyze(
 
 
 def _heads_from_checkpoint(path: str | Path, backbone: str):
-    from sesim.config import RunConfig
+    from sesim.config import validate
     from sesim.networks import SimilarityHeads
     from sesim.training.checkpoint import CheckpointError, load_checkpoint
 
     document = load_checkpoint(path)
-    config = RunConfig.model_validate(document["config"])
+    config = validate(document["config"], f"{path} (stored config)")
     if "heads" not in document["networks"]:
         raise CheckpointError(f"{path}: no learned heads inside (train an LSeSim preset for them)")
     if config.loss.backbone != backbone:

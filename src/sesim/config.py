@@ -40,9 +40,21 @@ class ModelConfig(Section):
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
 
 
-class LossConfig(Section):
-    """The structure term: FSeSim (``learned: false``) or LSeSim (``learned: true``)."""
+class PatchNCEConfig(Section):
+    """CUT's PatchNCE term (``loss.structure: patchnce``): taps of the generator's encoder."""
 
+    taps: list[str] = ["input", "down1", "down2", "block1", "block5"]
+    num_patches: int = Field(256, ge=1)
+    temperature: float = Field(0.07, gt=0)
+    projector_dim: int = Field(256, ge=1)
+
+
+class LossConfig(Section):
+    """The structure term: ``structure`` picks it; for ``sesim``, FSeSim (``learned: false``) or
+    LSeSim (``learned: true``) on the backbone taps; ``perceptual`` uses the same backbone taps."""
+
+    structure: Literal["sesim", "patchnce", "perceptual", "none"] = "sesim"
+    flip_equivariance: bool = False  # FastCUT: G sees a flipped input half the time, output flipped back
     backbone: Literal["vgg16", "efficientnet_lite0"] = "vgg16"
     backbone_weights: str = "imagenet"
     taps: list[str] = ["relu3_1", "relu4_1", "relu4_3"]
@@ -53,6 +65,7 @@ class LossConfig(Section):
     learned: bool = False
     augment: bool = True
     temperature: float = Field(0.07, gt=0)
+    patchnce: PatchNCEConfig = PatchNCEConfig()
 
     @field_validator("taps")
     @classmethod
@@ -63,12 +76,14 @@ class LossConfig(Section):
 
 
 class WeightsConfig(Section):
-    """Loss weights of the generator objective ``gan * L_GAN + spatial * L_S + identity terms``."""
+    """Loss weights of the generator objective ``gan * L_GAN + spatial * L_content + identity terms``
+    (+ ``cycle * L_cycle`` for CycleGAN). ``spatial`` weighs whichever ``loss.structure`` is chosen."""
 
     gan: float = Field(1.0, ge=0)
     spatial: float = Field(10.0, ge=0)
     identity_l1: float = Field(0.0, ge=0)
     identity_spatial: float = Field(0.0, ge=0)
+    cycle: float = Field(0.0, ge=0)  # CycleGAN's cycle-consistency weight (10 in its paper)
 
 
 class DataConfig(Section):
@@ -143,7 +158,7 @@ class LogConfig(Section):
 
 
 class RunConfig(Section):
-    method: Literal["sesim"] = "sesim"
+    method: Literal["sesim", "cyclegan"] = "sesim"
     name: str = "sesim"
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()

@@ -1,7 +1,17 @@
-"""One paper per file; each owns its training step."""
+"""One paper per file; each owns its training step. ``METHODS`` names them for configs and the CLI."""
 
-from sesim.methods.sesim import NonFiniteLoss, Optimization, SeSimTranslation, build_generator
+from sesim.methods.base import NonFiniteLoss, Optimization, TranslationMethod
+from sesim.methods.cyclegan import CycleGAN
+from sesim.methods.sesim import SeSimTranslation, build_generator
 
-METHODS = {"sesim": SeSimTranslation}
+METHODS: dict[str, type[TranslationMethod]] = {"sesim": SeSimTranslation, "cyclegan": CycleGAN}
 
-__all__ = ["METHODS", "NonFiniteLoss", "Optimization", "SeSimTranslation", "build_generator"]
+__all__ = [
+    "METHODS",
+    "CycleGAN",
+    "NonFiniteLoss",
+    "Optimization",
+    "SeSimTranslation",
+    "TranslationMethod",
+    "build_generator",
+]

@@ -3,13 +3,12 @@
 FSeSim keeps content with similarity maps of fixed backbone features; LSeSim first trains
 small heads on those features contrastively, then uses the maps of the heads. Appearance comes
 from a PatchGAN under the least-squares objective. No cycle, no second generator.
+
+The content term is a switch (``loss.structure``): the same translator with CUT's PatchNCE is
+CUT / FastCUT, with a perceptual loss or with none it is the usual ablation baselines.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +18,9 @@ from torchvision.transforms import v2
 from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, WeightsConfig
 from sesim.losses import SpatialCorrelativeLoss
 from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
+from sesim.methods.base import Frozen, NonFiniteLoss, Optimization, TranslationMethod
 from sesim.methods.pool import ImagePool
+from sesim.methods.structure import build_structure_term
 from sesim.networks import PatchDiscriminator, ResnetGenerator
 
 
@@ -44,25 +45,8 @@ def build_structure_loss(config: LossConfig) -> SpatialCorrelativeLoss:
     )
 
 
-class NonFiniteLoss(ArithmeticError):
-    """A loss was NaN or infinite; raised before that loss's optimizer changed any weight."""
-
-    def __init__(self, name: str, value: float) -> None:
-        super().__init__(f"non-finite {name} loss ({value})")
-        self.name, self.value = name, value
-
-
 def rotate_180(images: Tensor) -> Tensor:
     return images.flip(2, 3)
-
-
-@dataclass(frozen=True)
-class Optimization:
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    pool_size: int = 50
-    seed: int = 0
-    fused: bool = True  # one fused Adam kernel per optimizer step (CPU and CUDA)
 
 
 class HeadObjective(nn.Module):
@@ -77,22 +61,15 @@ class HeadObjective(nn.Module):
         return self.structure.contrastive(source, target, other, query_rng, self.temperature)
 
 
-class SeSimTranslation(nn.Module):
-    """The one-sided SeSim translator and its training step.
+class SeSimTranslation(TranslationMethod):
+    """The one-sided translator and its training step.
 
     Args:
         generator, discriminator: network sections of the config.
-        loss: the structure term (backbone, taps, window, learned heads ...).
-        weights: loss weights (``gan``, ``spatial``, identity terms).
+        loss: the content term (``structure`` switch; backbone, taps, window, learned heads ...).
+        weights: loss weights (``gan``, ``spatial`` for the content term, identity terms).
         optimization: learning rate, Adam betas, image-pool size, seed of the pool.
-        check_finite: raise :class:`NonFiniteLoss` before stepping on a NaN/Inf loss (one host
-            sync per optimizer step).
-        autocast: ``torch.bfloat16`` runs the forward passes under autocast (weights, optimizer
-            states and the similarity maps stay float32); ``None`` is full precision.
-
-    The training step calls its networks through :attr:`replicas`; :meth:`distribute` swaps in
-    DistributedDataParallel wrappers there, while ``generator``, ``discriminator`` and ``heads``
-    stay the bare modules (checkpoints, frozen uses, sampling).
+        check_finite, autocast: see :class:`~sesim.methods.base.TranslationMethod`.
     """
 
     def __init__(
@@ -101,53 +78,41 @@ class SeSimTranslation(nn.Module):
         discriminator: DiscriminatorConfig,
         loss: LossConfig,
         weights: WeightsConfig,
-        optimization: Optimization = Optimization(),
+        optimization: Optimization | None = None,
         check_finite: bool = True,
         autocast: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
-        self.check_finite = check_finite
-        self.autocast = autocast
-        self.all_ranks_true: Callable[[Tensor], bool] = bool  # DDP: every process must agree
+        super().__init__(check_finite, autocast)
+        optimization = optimization or Optimization()
         self.generator = build_generator(generator)
         self.discriminator = build_discriminator(discriminator)
-        self.structure = build_structure_loss(loss)
+        self.term = build_structure_term(loss, self.generator)
         self.weights = weights
         self.augment = loss.augment
+        self.flip_equivariance = loss.flip_equivariance
         self.jitter = v2.ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.3)
-        adam = {"lr": optimization.lr, "betas": optimization.betas, "fused": optimization.fused or None}
-        self.optimizers: dict[str, torch.optim.Optimizer] = {
-            "generator": torch.optim.Adam(self.generator.parameters(), **adam),
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), **adam),
+        joint = self.term.joint_modules()
+        self.optimizers = {
+            "generator": optimization.adam(self.generator, *joint.values()),
+            "discriminator": optimization.adam(self.discriminator),
         }
-        if self.structure.heads is not None:
-            self.optimizers["heads"] = torch.optim.Adam(self.structure.heads.parameters(), **adam)
-        self.pool = ImagePool(optimization.pool_size, seed=optimization.seed)
-        self.replicas: dict[str, nn.Module] = {"generator": self.generator, "discriminator": self.discriminator}
+        self.replicas = {"generator": self.generator, "discriminator": self.discriminator, **joint}
         if self.heads is not None:
-            self.replicas["heads"] = HeadObjective(self.structure, loss.temperature)
-
-    def distribute(self, wrap: Callable[[nn.Module], nn.Module], all_ranks_true: Callable[[Tensor], bool]) -> None:
-        """Route the gradient-carrying calls through ``wrap(module)`` (DistributedDataParallel);
-        ``all_ranks_true`` makes the non-finite check a decision all processes share."""
-        self.replicas = {name: wrap(module) for name, module in self.replicas.items()}
-        self.all_ranks_true = all_ranks_true
-
-    def _forward_context(self, device: torch.device):
-        if self.autocast is None:
-            return nullcontext()
-        return torch.autocast(device.type, dtype=self.autocast)
+            self.optimizers["heads"] = optimization.adam(self.heads)
+            self.replicas["heads"] = HeadObjective(self.term.structure, loss.temperature)
+        self.pools = {"fake_b": ImagePool(optimization.pool_size, seed=optimization.seed)}
 
     @property
     def heads(self) -> nn.Module | None:
-        return self.structure.heads
+        return self.term.heads
 
-    def _update(self, name: str, loss: Tensor) -> None:
-        """Backward and step one optimizer (its gradients were zeroed by the caller)."""
-        if self.check_finite and not self.all_ranks_true(torch.isfinite(loss)):
-            raise NonFiniteLoss(name, loss.detach().item())
-        loss.backward()
-        self.optimizers[name].step()
+    def distribute(self, wrap, all_ranks_true) -> None:
+        super().distribute(wrap, all_ranks_true)
+        if "projector" in self.replicas:
+            self.term.use_replica(self.replicas["projector"])
+
+    def compile_targets(self) -> list[nn.Module]:
+        return [self.generator, self.discriminator, *self.term.compile_targets()]
 
     def _jitter(self, images: Tensor) -> Tensor:
         """Colour jitter of ``[-1, 1]`` images, done on the ``[0, 1]`` scale."""
@@ -164,6 +129,17 @@ class SeSimTranslation(nn.Module):
             source, target, other = real_a, fake_b, rotate_180(real_b)
         return self.replicas["heads"](source, target, other, query_rng)
 
+    def translate_for_training(self, real_a: Tensor, real_b: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """``G(A)`` (and ``G(B)`` for identity terms) in one call. With flip equivariance
+        (FastCUT), half the steps feed G the mirrored images and mirror its output back, so the
+        content term asks ``flip(G(flip(A)))`` to keep A's structure."""
+        # The global CPU generator: per process, saved in checkpoints, so resuming stays exact.
+        flip = self.flip_equivariance and bool(torch.rand(()) < 0.5)
+        images = real_a if real_b is None else torch.cat([real_a, real_b])
+        translated = self.replicas["generator"](images.flip(3) if flip else images)
+        translated = translated.flip(3) if flip else translated
+        return (translated, None) if real_b is None else translated.chunk(2)
+
     def training_step(self, real_a: Tensor, real_b: Tensor, query_rng: torch.Generator | None = None) -> dict:
         """One iteration in the authors' order: heads (LSeSim), then D, then G.
 
@@ -171,39 +147,34 @@ class SeSimTranslation(nn.Module):
         Forward passes run under autocast when configured; backward passes outside it.
         """
         w = self.weights
-        forward = self._forward_context(real_a.device)
+        forward = self.forward_context(real_a.device)
         with forward:
-            if w.identity_l1 or w.identity_spatial:  # G(A) and G(B) in one call (instance norm: per image)
-                fake_b, identity_b = self.replicas["generator"](torch.cat([real_a, real_b])).chunk(2)
-            else:
-                fake_b, identity_b = self.replicas["generator"](real_a), None
+            fake_b, identity_b = self.translate_for_training(
+                real_a, real_b if (w.identity_l1 or w.identity_spatial) else None
+            )
         stats: dict[str, Tensor] = {}
 
         if self.heads is not None:
             self.optimizers["heads"].zero_grad(set_to_none=True)
             with forward:
                 loss_heads = self.head_loss(real_a, real_b, fake_b.detach(), query_rng)
-            self._update("heads", loss_heads)
+            self.update("heads", loss_heads)
             stats["heads"] = loss_heads.detach()
 
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         with forward:  # real and (pooled) fake scored in one call
-            scores_real, scores_fake = self.replicas["discriminator"](
-                torch.cat([real_b, self.pool.query(fake_b.detach()).to(real_b.dtype)])
-            ).chunk(2)
+            pooled = self.pools["fake_b"].query(fake_b.detach()).to(real_b.dtype)
+            scores_real, scores_fake = self.replicas["discriminator"](torch.cat([real_b, pooled])).chunk(2)
             loss_d = d_lsgan_loss(scores_real, scores_fake)
-        self._update("discriminator", loss_d)
+        self.update("discriminator", loss_d)
         stats["d"] = loss_d.detach()
 
-        # The G step must not train D or the heads: freeze them (and call the bare modules), then restore.
-        frozen = [self.discriminator] + ([self.heads] if self.heads is not None else [])
-        for module in frozen:
-            module.requires_grad_(False)
-        try:
+        # The G step must not train D or the heads: freeze them and call the bare modules.
+        with Frozen(self.discriminator, self.heads):
             self.optimizers["generator"].zero_grad(set_to_none=True)
             with forward:
                 loss_gan = g_lsgan_loss(self.discriminator(fake_b))
-                loss_spatial = self.structure(real_a, fake_b, query_rng)
+                loss_spatial = self.term(real_a, fake_b, query_rng)
                 loss_g = w.gan * loss_gan + w.spatial * loss_spatial
                 if identity_b is not None:
                     if w.identity_l1:
@@ -211,19 +182,19 @@ class SeSimTranslation(nn.Module):
                         stats["identity_l1"] = loss_identity_l1.detach()
                         loss_g = loss_g + w.identity_l1 * loss_identity_l1
                     if w.identity_spatial:
-                        loss_identity = self.structure(real_b, identity_b, query_rng)
+                        loss_identity = self.term(real_b, identity_b, query_rng)
                         stats["identity_spatial"] = loss_identity.detach()
                         loss_g = loss_g + w.identity_spatial * loss_identity
-            self._update("generator", loss_g)
-        finally:
-            for module in frozen:
-                module.requires_grad_(True)
+            self.update("generator", loss_g)
         stats.update(g_gan=loss_gan.detach(), spatial=loss_spatial.detach(), g=loss_g.detach())
         return stats
 
     def trained_modules(self) -> dict[str, nn.Module]:
         """Every network with learned weights (the backbone is excluded: it is fixed)."""
-        modules = {"generator": self.generator, "discriminator": self.discriminator}
+        modules = {"generator": self.generator, "discriminator": self.discriminator, **self.term.joint_modules()}
         if self.heads is not None:
             modules["heads"] = self.heads
         return modules
+
+
+__all__ = ["NonFiniteLoss", "Optimization", "SeSimTranslation", "build_discriminator", "build_generator"]

@@ -61,6 +61,32 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, 3, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         init_weights(self)
+        # Named encoder taps (CUT's PatchNCE layers): the padded input, the stem, each
+        # down-sampling stage and each residual block, as {name: (index after which, channels)}.
+        self.taps: dict[str, tuple[int, int]] = {"input": (0, in_channels), "stem": (3, ngf)}
+        index = 3
+        for stage in (1, 2):
+            index += 4 if antialias else 3
+            self.taps[f"down{stage}"] = (index, ngf * 2**stage)
+        for block in range(1, blocks + 1):
+            self.taps[f"block{block}"] = (index + block, ngf * 4)
+
+    def tap_channels(self, taps) -> dict[str, int]:
+        """Channels of named encoder taps; an unknown name lists the valid ones."""
+        unknown = [tap for tap in taps if tap not in self.taps]
+        if unknown:
+            raise ValueError(f"generator: unknown tap(s) {', '.join(unknown)}; valid taps: {', '.join(self.taps)}")
+        return {tap: self.taps[tap][1] for tap in taps}
+
+    def encode(self, images: Tensor, taps) -> dict[str, Tensor]:
+        """Encoder features at the named taps (runs only as deep as the deepest tap)."""
+        wanted = {self.taps[tap][0]: tap for tap in self.tap_channels(taps)}
+        found, x = {}, images
+        for index, layer in enumerate(self.model[: max(wanted) + 1]):
+            x = layer(x)
+            if index in wanted:
+                found[wanted[index]] = x
+        return {tap: found[tap] for tap in taps}
 
     def forward(self, images: Tensor) -> Tensor:
         """``(B, 3, H, W)`` in ``[-1, 1]`` -> same shape in ``[-1, 1]``; ``H, W`` multiples of 4."""

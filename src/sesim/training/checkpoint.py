@@ -12,7 +12,7 @@ import torch
 from sesim import __version__
 
 FORMAT = "sesim-checkpoint"
-FORMAT_VERSION = 2  # 2: per-process RNG and pool states under "processes"
+FORMAT_VERSION = 2  # 2: per-process RNG and image pools under "processes"
 
 
 class CheckpointError(ValueError):
@@ -57,7 +57,7 @@ def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, An
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a SeSim checkpoint")
     if document.get("format_version") == 1:  # one process's RNG and pool at the top level
-        document["processes"] = [{"rng": document.pop("rng"), "pool": document.pop("pool")}]
+        document["processes"] = [{"rng": document.pop("rng"), "pools": {"fake_b": document.pop("pool")}}]
         document["format_version"] = FORMAT_VERSION
     if document.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(

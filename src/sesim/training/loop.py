@@ -12,9 +12,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sesim.config import RunConfig, to_yaml
+from sesim.config import RunConfig, to_yaml, validate
 from sesim.data.unpaired import StepSampler, UnpairedImages, domain_folders, mix_seed
-from sesim.methods import NonFiniteLoss, Optimization, SeSimTranslation, build_generator
+from sesim.methods import METHODS, NonFiniteLoss, Optimization, TranslationMethod, build_generator
 from sesim.training import distributed
 from sesim.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sesim.training.distributed import Processes
@@ -105,20 +105,22 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if precision == "bf16" else None
 
 
-def _process_states(processes: Processes, query_rng: torch.Generator, method: SeSimTranslation) -> list:
+def _process_states(processes: Processes, query_rng: torch.Generator, method: TranslationMethod) -> list:
     """Every process's RNG and image pool (collective: all processes call it)."""
-    return processes.gather({"rng": rng_state(query_rng), "pool": method.pool.state_dict()})
+    pools = {name: pool.state_dict() for name, pool in method.pools.items()}
+    return processes.gather({"rng": rng_state(query_rng), "pools": pools})
 
 
 def _restore_process_state(
-    checkpoint: dict, processes: Processes, query_rng: torch.Generator, method: SeSimTranslation, device
+    checkpoint: dict, processes: Processes, query_rng: torch.Generator, method: TranslationMethod, device
 ) -> str | None:
     """Restore this process's RNG and pool. With another number of processes than the checkpoint
     had, the shared query RNG continues and per-process randomness is re-seeded from (seed, rank,
     step); returns a note saying so."""
     states = checkpoint["processes"]
     if len(states) == processes.world_size:
-        method.pool.load_state_dict(states[processes.rank]["pool"], device)
+        for name, pool in method.pools.items():
+            pool.load_state_dict(states[processes.rank]["pools"][name], device)
         set_rng_state(states[processes.rank]["rng"], query_rng)
         return None
     seed = checkpoint["config"]["train"]["seed"]
@@ -126,7 +128,8 @@ def _restore_process_state(
     reseed = mix_seed(seed, processes.rank, checkpoint["step"])
     torch.manual_seed(reseed)
     random.seed(reseed)
-    method.pool = type(method.pool)(method.pool.size, seed=reseed)
+    for name, pool in method.pools.items():
+        method.pools[name] = type(pool)(pool.size, seed=mix_seed(reseed, len(name)))
     return (
         f"resumed with {processes.world_size} processes (the checkpoint had {len(states)}): weights, optimizers, "
         "schedule, data order and query positions continue exactly; image pools start empty and "
@@ -147,8 +150,8 @@ def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
     """
     checkpoint = None
     if resume is not None:
-        checkpoint = load_checkpoint(resume, method="sesim")
-        config = RunConfig.model_validate(checkpoint["config"])
+        checkpoint = load_checkpoint(resume)
+        config = validate(checkpoint["config"], f"{resume} (stored config)")
     if config is None:
         raise ValueError("train: give a config, or resume=RUN_DIR")
     if config.data.root is None and config.data.folder_a is None:
@@ -191,7 +194,7 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
     # With max_steps, keep the preset's constant/decay proportion.
     constant_steps = round(total_steps * t.epochs / max(1, t.epochs + t.decay_epochs))
 
-    method = SeSimTranslation(
+    method = METHODS[config.method](
         config.model.generator,
         config.model.discriminator,
         config.loss,
@@ -225,9 +228,8 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
     run_dir = Path(str(processes.gather(str(run_dir) if processes.main else None)[0]))
 
     if t.compile != "off":
-        for module in [method.generator, method.discriminator, method.structure.backbone, method.heads]:
-            if module is not None:
-                module.compile(mode=t.compile)
+        for module in method.compile_targets():
+            module.compile(mode=t.compile)
     method.distribute(lambda module: processes.wrap(module, device), processes.all_true)
 
     validator = Validator(config.validation, device) if config.validation.every and processes.main else None
@@ -345,7 +347,7 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
 def load_generator(checkpoint_path: str | Path, device: torch.device | str = "cpu"):
     """Rebuild the trained generator from a checkpoint's own config (no architecture flags)."""
     document = load_checkpoint(checkpoint_path)
-    config = RunConfig.model_validate(document["config"])
+    config = validate(document["config"], f"{checkpoint_path} (stored config)")
     generator = build_generator(config.model.generator)
     try:
         generator.load_state_dict(document["networks"]["generator"])

@@ -1,0 +1,102 @@
+"""What every translation method shares with the training loop: optimizers, DDP replicas, the
+non-finite guard, autocast for forward passes, image pools and the modules to checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from sesim.methods.pool import ImagePool
+
+
+class NonFiniteLoss(ArithmeticError):
+    """A loss was NaN or infinite; raised before that loss's optimizer changed any weight."""
+
+    def __init__(self, name: str, value: float) -> None:
+        super().__init__(f"non-finite {name} loss ({value})")
+        self.name, self.value = name, value
+
+
+@dataclass(frozen=True)
+class Optimization:
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    pool_size: int = 50
+    seed: int = 0
+    fused: bool = True  # one fused Adam kernel per optimizer step (CPU and CUDA)
+
+    def adam(self, *modules: nn.Module) -> torch.optim.Adam:
+        parameters = [p for module in modules for p in module.parameters()]
+        return torch.optim.Adam(parameters, lr=self.lr, betas=self.betas, fused=self.fused or None)
+
+
+class TranslationMethod(nn.Module):
+    """Base of the methods. A subclass builds its networks, fills ``optimizers``, ``replicas``
+    (the modules whose calls carry gradients, swapped for DDP wrappers by :meth:`distribute`) and
+    ``pools``, and writes ``training_step(real_a, real_b, query_rng) -> dict of detached scalars``.
+
+    Args:
+        check_finite: raise :class:`NonFiniteLoss` before stepping on a NaN/Inf loss (one host
+            sync per optimizer step).
+        autocast: ``torch.bfloat16`` runs the forward passes under autocast (weights, optimizer
+            states and the similarity maps stay float32); ``None`` is full precision.
+    """
+
+    generator: nn.Module  # A -> B: samples, translate, export
+
+    def __init__(self, check_finite: bool = True, autocast: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.check_finite, self.autocast = check_finite, autocast
+        self.all_ranks_true: Callable[[Tensor], bool] = bool  # DDP: every process must agree
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.replicas: dict[str, nn.Module] = {}
+        self.pools: dict[str, ImagePool] = {}
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module], all_ranks_true: Callable[[Tensor], bool]) -> None:
+        """Route the gradient-carrying calls through ``wrap(module)`` (DistributedDataParallel);
+        ``all_ranks_true`` makes the non-finite check a decision all processes share."""
+        self.replicas = {name: wrap(module) for name, module in self.replicas.items()}
+        self.all_ranks_true = all_ranks_true
+
+    def forward_context(self, device: torch.device):
+        if self.autocast is None:
+            return nullcontext()
+        return torch.autocast(device.type, dtype=self.autocast)
+
+    def update(self, name: str, loss: Tensor) -> None:
+        """Backward and step one optimizer (its gradients were zeroed by the caller)."""
+        if self.check_finite and not self.all_ranks_true(torch.isfinite(loss)):
+            raise NonFiniteLoss(name, loss.detach().item())
+        loss.backward()
+        self.optimizers[name].step()
+
+    def trained_modules(self) -> dict[str, nn.Module]:
+        """Every network with learned weights, by checkpoint name."""
+        raise NotImplementedError
+
+    def compile_targets(self) -> list[nn.Module]:
+        """Modules ``train.compile`` compiles (trained networks and frozen feature extractors)."""
+        return list(self.trained_modules().values())
+
+    def training_step(self, real_a: Tensor, real_b: Tensor, query_rng: torch.Generator | None = None) -> dict:
+        raise NotImplementedError
+
+
+class Frozen:
+    """``with Frozen(d, heads):`` no parameter of these modules takes a gradient inside."""
+
+    def __init__(self, *modules: nn.Module | None) -> None:
+        self.modules = [m for m in modules if m is not None]
+
+    def __enter__(self) -> Frozen:
+        for module in self.modules:
+            module.requires_grad_(False)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for module in self.modules:
+            module.requires_grad_(True)

@@ -1,0 +1,125 @@
+"""The content-keeping term of a translator, chosen by ``loss.structure``: the spatially-correlative
+loss (fixed or learned), CUT's PatchNCE, a perceptual loss, or none. Ablations are config changes.
+
+A term is called as ``term(real, fake, query_rng)`` in the generator step and returns a scalar.
+Modules it trains together with the generator (PatchNCE's projector) come from ``joint_modules``; LSeSim's
+heads train in their own step (``SeSimTerm.structure.contrastive``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sesim.config import LossConfig
+from sesim.losses import SpatialCorrelativeLoss, sample_query_ids
+from sesim.losses.patch_nce import patch_nce_loss
+from sesim.networks import PatchProjector
+
+
+class StructureTerm(nn.Module):
+    """Base of the terms: no heads, nothing trained with the generator, nothing to compile."""
+
+    heads: nn.Module | None = None
+
+    def joint_modules(self) -> dict[str, nn.Module]:
+        """Modules the generator's optimizer step also updates (CUT's projector)."""
+        return {}
+
+    def compile_targets(self) -> list[nn.Module]:
+        return []
+
+
+class SeSimTerm(StructureTerm):
+    """FSeSim / LSeSim: the spatially-correlative loss on frozen backbone features (or heads)."""
+
+    def __init__(self, config: LossConfig) -> None:
+        super().__init__()
+        self.structure = SpatialCorrelativeLoss(
+            backbone=config.backbone, taps=tuple(config.taps), window=config.window, normalize=config.normalize,
+            mode=config.mode, num_queries=config.num_queries, heads=config.learned, weights=config.backbone_weights,
+        )  # fmt: skip
+
+    @property
+    def heads(self) -> nn.Module | None:
+        return self.structure.heads
+
+    def compile_targets(self) -> list[nn.Module]:
+        return [self.structure.backbone] + ([self.heads] if self.heads is not None else [])
+
+    def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None) -> Tensor:
+        return self.structure(real, fake, query_rng)
+
+
+class PatchNCETerm(StructureTerm):
+    """CUT's PatchNCE over the generator's own encoder taps, with an MLP projector trained jointly
+    with the generator. Keys (the input's patches) carry no gradient, as in CUT."""
+
+    def __init__(self, config: LossConfig, generator: nn.Module) -> None:
+        super().__init__()
+        nce = config.patchnce
+        self.taps, self.num_patches, self.temperature = tuple(nce.taps), nce.num_patches, nce.temperature
+        self.projector = PatchProjector(generator.tap_channels(self.taps), nce.projector_dim)
+        # References, not submodules: the generator is trained and saved by the method, and the
+        # projector may be called through its DDP wrapper (``use_replica``).
+        self.encoder = [generator]
+        self.replica = [self.projector]
+
+    def joint_modules(self) -> dict[str, nn.Module]:
+        return {"projector": self.projector}
+
+    def use_replica(self, module: nn.Module) -> None:
+        self.replica = [module]
+
+    def compile_targets(self) -> list[nn.Module]:
+        return [self.projector]
+
+    def _patches(self, features: dict[str, Tensor], ids: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {tap: f.flatten(2)[:, :, ids[tap]].transpose(1, 2) for tap, f in features.items()}
+
+    def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None) -> Tensor:
+        (generator,) = self.encoder
+        with torch.no_grad():
+            keys = generator.encode(real, self.taps)
+        queries = generator.encode(fake, self.taps)
+        ids = {tap: sample_query_ids(*f.shape[-2:], self.num_patches, query_rng, f.device) for tap, f in keys.items()}
+        (project,) = self.replica
+        projected_keys = project(self._patches(keys, ids))
+        projected_queries = project(self._patches(queries, ids))
+        losses = [patch_nce_loss(projected_queries[t], projected_keys[t].detach(), self.temperature) for t in self.taps]
+        return torch.stack(losses).mean()
+
+
+class PerceptualTerm(StructureTerm):
+    """Mean L1 distance of frozen backbone features at the loss taps (input's features detached)."""
+
+    def __init__(self, config: LossConfig) -> None:
+        super().__init__()
+        self.structure = SpatialCorrelativeLoss(
+            backbone=config.backbone, taps=tuple(config.taps), weights=config.backbone_weights
+        )
+
+    def compile_targets(self) -> list[nn.Module]:
+        return [self.structure.backbone]
+
+    def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None) -> Tensor:
+        source = self.structure.features(real, grad=False)
+        target = self.structure.features(fake)
+        return torch.stack([(source[t] - target[t]).abs().mean() for t in self.structure.taps]).mean()
+
+
+class NoTerm(StructureTerm):
+    """No content term: the GAN alone (the paper's and GcGAN's "GAN alone" baseline)."""
+
+    def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None) -> Tensor:
+        return fake.new_zeros((), dtype=torch.float32)
+
+
+def build_structure_term(config: LossConfig, generator: nn.Module) -> StructureTerm:
+    if config.structure == "sesim":
+        return SeSimTerm(config)
+    if config.structure == "patchnce":
+        return PatchNCETerm(config, generator)
+    if config.structure == "perceptual":
+        return PerceptualTerm(config)
+    return NoTerm()

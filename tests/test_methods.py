@@ -1,0 +1,129 @@
+"""Every method and content term: CUT / FastCUT (PatchNCE), CycleGAN, the GAN alone, perceptual,
+the ablation presets. Two CPU steps on tiny nets, the expected log keys, translate from the
+checkpoint; plus the pieces (PatchNCE, encoder taps, projector, flip equivariance)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sesim.cli import main
+from sesim.config import load_config, preset_names
+from sesim.losses.patch_nce import patch_nce_loss
+from sesim.methods import METHODS, CycleGAN, SeSimTranslation
+from sesim.networks import ResnetGenerator
+from sesim.training.loop import load_generator, train
+from tests.helpers import tiny_config, tiny_data
+
+SMALL_NCE = "loss.patchnce.taps=[input,down1,block1]"
+KEYS = {
+    "cut": {"loss/spatial", "loss/identity_spatial", "loss/g_gan", "loss/d"},
+    "fastcut": {"loss/spatial", "loss/g_gan", "loss/d"},
+    "cyclegan": {"loss/cycle", "loss/identity_l1", "loss/g_gan", "loss/d"},
+    "gan-only": {"loss/g_gan", "loss/d", "loss/spatial"},
+    "perceptual": {"loss/spatial", "loss/g_gan", "loss/d"},
+    "ablation-l1": {"loss/spatial"},
+    "ablation-local": {"loss/spatial"},
+    "ablation-no-augment": {"loss/heads", "loss/spatial"},
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.mark.parametrize("preset", sorted(KEYS))
+def test_preset_trains_two_steps_and_translates(tmp_path, data, preset):
+    extra = [SMALL_NCE, "loss.window=4"] if preset == "ablation-local" else [SMALL_NCE]
+    run_dir = train(tiny_config(preset, data, tmp_path, "train.max_steps=2", *extra))
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert KEYS[preset] <= set(records[-1])
+    assert all(torch.isfinite(torch.tensor(v)) for r in records for k, v in r.items() if k != "step")
+    if preset == "gan-only":
+        assert records[-1]["loss/spatial"] == 0
+    out = tmp_path / "out.png"
+    assert main(["translate", str(run_dir), str(data / "testA" / "0000.png"), str(out), "--device", "cpu"]) == 0
+    assert out.is_file()
+
+
+def test_every_preset_loads_and_names_a_method():
+    for name in preset_names():
+        config = load_config(name)
+        assert config.method in METHODS
+
+
+def test_patch_nce_prefers_the_same_position():
+    torch.manual_seed(0)
+    key = torch.nn.functional.normalize(torch.randn(2, 16, 8), dim=-1)
+    aligned = patch_nce_loss(key, key, 0.07)
+    shuffled = patch_nce_loss(key[:, torch.randperm(16)], key, 0.07)
+    assert aligned < 0.1 < shuffled
+    with pytest.raises(ValueError, match="alike"):
+        patch_nce_loss(key, key[:, :4])
+
+
+def test_generator_taps_are_names():
+    generator = ResnetGenerator(ngf=8, blocks=2)
+    features = generator.encode(torch.zeros(1, 3, 16, 16), ["down1", "block2"])
+    assert features["down1"].shape == (1, 16, 8, 8) and features["block2"].shape == (1, 32, 4, 4)
+    with pytest.raises(ValueError, match="valid taps: input, stem, down1"):
+        generator.encode(torch.zeros(1, 3, 16, 16), ["block9"])
+
+
+def test_cut_projector_is_built_eagerly_and_trained_with_the_generator():
+    config = tiny_config("cut", Path("unused"), Path("unused"), SMALL_NCE)
+    method = SeSimTranslation(config.model.generator, config.model.discriminator, config.loss, config.weights)
+    projector = method.term.projector
+    optimized = {id(p) for group in method.optimizers["generator"].param_groups for p in group["params"]}
+    assert all(id(p) in optimized for p in projector.parameters())
+    assert "projector" in method.trained_modules()
+    before = [p.detach().clone() for p in projector.parameters()]
+    real = torch.rand(2, 2, 3, 32, 32) * 2 - 1
+    method.training_step(real[0], real[1])
+    assert any(not torch.equal(a, b) for a, b in zip(before, projector.parameters(), strict=True))
+
+
+def test_fastcut_flips_the_generator_input_and_output():
+    config = load_config("fastcut", [SMALL_NCE, "model.generator.ngf=8", "model.generator.blocks=1"])
+    method = SeSimTranslation(config.model.generator, config.model.discriminator, config.loss, config.weights)
+    images = torch.rand(1, 3, 16, 16) * 2 - 1
+    seen = []
+    for seed in range(8):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            translated, _ = method.translate_for_training(images, None)
+            seen.append(torch.allclose(translated, method.generator(images.flip(3)).flip(3)))
+    assert any(seen) and not all(seen)  # about half the steps mirror
+
+
+def test_cyclegan_generator_step_leaves_the_discriminators_untouched():
+    config = load_config("cyclegan", ["model.generator.ngf=8", "model.generator.blocks=1", "model.discriminator.ndf=8",
+                                      "model.discriminator.layers=2", "train.pool_size=0"])  # fmt: skip
+    method = CycleGAN(config.model.generator, config.model.discriminator, config.loss, config.weights)
+    real_a, real_b = torch.rand(2, 2, 3, 32, 32) * 2 - 1
+    seen = {}
+    original = method.optimizers["generator"].step
+
+    def record(*args, **kwargs):
+        seen["d_grads"] = [p.grad for m in (method.discriminator, method.discriminator_a) for p in m.parameters()]
+        return original(*args, **kwargs)
+
+    method.optimizers["generator"].step = record
+    stats = method.training_step(real_a, real_b)
+    assert all(g is None for g in seen["d_grads"])
+    assert {"cycle", "identity_l1", "g", "d"} <= set(stats)
+
+
+def test_cyclegan_rejects_learned_heads():
+    config = load_config("cyclegan", ["loss.structure=sesim", "loss.learned=true", "weights.spatial=1"])
+    with pytest.raises(ValueError, match=r"cyclegan: loss\.structure"):
+        CycleGAN(config.model.generator, config.model.discriminator, config.loss, config.weights)
+
+
+def test_translate_uses_the_a_to_b_generator(tmp_path, data):
+    run_dir = train(tiny_config("cyclegan", data, tmp_path, "train.max_steps=1"))
+    generator, config = load_generator(run_dir)
+    assert config.method == "cyclegan" and isinstance(generator, ResnetGenerator)
