@@ -33,7 +33,9 @@ def train_step(result: dict) -> str:
         f"`benchmarks/train_step.py`, {_machine(result)}, torch {result['torch']}, 256x256; "
         "baseline = plain eager fp32 step, contiguous layout, unfused Adam, same run.",
         "",
-        "| method | batch | variant | median step | images/s | peak memory | vs baseline |",
+        "| method | batch | variant | median step | images/s | "
+        + ("peak RSS of the process so far" if result["device"] == "cpu" else "peak GPU memory")
+        + " | vs baseline |",
         "|---|---|---|---|---|---|---|",
     ]
     baselines = {(r["method"], r["batch"]): r["median_ms"] for r in result["results"] if r["variant"] == "baseline"}

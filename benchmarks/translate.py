@@ -52,7 +52,8 @@ def main() -> None:
         if device.type == "cuda":
             settings["eager bf16 channels-last"] = (generator, torch.bfloat16, torch.channels_last)
         if not args.no_compile:
-            compiled = compiled or torch.compile(generator, mode="max-autotune" if device.type == "cuda" else None)
+            if compiled is None:
+                compiled = torch.compile(generator, mode="max-autotune" if device.type == "cuda" else None)
             precision = torch.bfloat16 if device.type == "cuda" else None
             settings["compiled channels-last"] = (compiled, precision, torch.channels_last)
         for name, (model, precision, layout) in settings.items():

@@ -5,6 +5,7 @@ checkpoint; plus the pieces (PatchNCE, encoder taps, projector, flip equivarianc
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -127,3 +128,48 @@ def test_translate_uses_the_a_to_b_generator(tmp_path, data):
     run_dir = train(tiny_config("cyclegan", data, tmp_path, "train.max_steps=1"))
     generator, config = load_generator(run_dir)
     assert config.method == "cyclegan" and isinstance(generator, ResnetGenerator)
+
+
+def test_sinsesim_trains_on_one_image_pair_and_translates_the_whole_painting(tmp_path):
+    """Single-image translation: zoomed crops of one painting and one photo, then the full-size
+    painting translated at once (odd size: padded inside)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    for domain, size in (("trainA", (90, 70)), ("trainB", (80, 64))):
+        (tmp_path / domain).mkdir()
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3)).astype(np.uint8)).save(tmp_path / domain / "x.png")
+    config = load_config("sinsesim", [
+        f"data.root={tmp_path}", f"log.out_dir={tmp_path / 'runs'}", "data.load_size=48", "data.crop_size=32",
+        "data.workers=0", "model.generator.ngf=1", "model.generator.blocks=1", "model.discriminator.ndf=1",
+        "model.discriminator.layers=2", "loss.backbone_weights=random", "loss.taps=[relu1_2,relu2_1]",
+        "train.batch_size=4", "train.max_steps=2", "train.device=cpu", "log.progress=false", "log.tensorboard=false",
+    ])  # fmt: skip
+    run_dir = train(config)
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if "loss/g" in line]
+    assert {"loss/d", "loss/r1", "loss/g_gan", "loss/spatial"} <= set(records[-1])
+    out = tmp_path / "painting.png"
+    assert main(["translate", str(run_dir), str(tmp_path / "trainA" / "x.png"), str(out), "--device", "cpu"]) == 0
+    with Image.open(out) as translated:
+        assert translated.size == (90, 70)
+
+
+def test_zoom_and_crop_draws_different_scales():
+    from PIL import Image
+
+    from sesim.data.transforms import augment
+
+    image = Image.new("RGB", (200, 100))
+    for seed in range(4):
+        out = augment(image, torch.Generator().manual_seed(seed), "zoom_and_crop", 100, 32, True, (0.5, 1.0))
+        assert out.size == (32, 32)
+    # the scale is drawn: the share of the image a crop covers varies with the seed
+    gradient = Image.linear_gradient("L").resize((200, 100)).convert("RGB")
+    spans = []
+    for seed in range(6):
+        crop = np.asarray(
+            augment(gradient, torch.Generator().manual_seed(seed), "zoom_and_crop", 100, 32, False, (0.4, 1.0))
+        )
+        spans.append(int(crop[..., 0].max()) - int(crop[..., 0].min()))
+    assert len(set(spans)) > 2

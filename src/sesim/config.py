@@ -24,12 +24,14 @@ class Section(BaseModel):
 
 
 class GeneratorConfig(Section):
+    kind: Literal["resnet", "stylegan2"] = "resnet"  # stylegan2: single-image translation
     ngf: int = Field(64, ge=1)
     blocks: int = Field(9, ge=0)
     antialias: bool = True
 
 
 class DiscriminatorConfig(Section):
+    kind: Literal["patchgan", "stylegan2"] = "patchgan"
     ndf: int = Field(64, ge=1)
     layers: int = Field(3, ge=1)
     antialias: bool = True
@@ -84,6 +86,7 @@ class WeightsConfig(Section):
     identity_l1: float = Field(0.0, ge=0)
     identity_spatial: float = Field(0.0, ge=0)
     cycle: float = Field(0.0, ge=0)  # CycleGAN's cycle-consistency weight (10 in its paper)
+    r1: float = Field(0.0, ge=0)  # R1 gradient penalty gamma (single-image translation: 1.0)
 
 
 class DataConfig(Section):
@@ -92,7 +95,8 @@ class DataConfig(Section):
     folder_b: str | None = None
     load_size: int = Field(286, ge=4)
     crop_size: int = Field(256, ge=4)
-    preprocess: Literal["resize_and_crop", "crop", "none"] = "resize_and_crop"
+    preprocess: Literal["resize_and_crop", "crop", "zoom_and_crop", "none"] = "resize_and_crop"
+    zoom: tuple[float, float] = (0.5, 1.0)  # zoom_and_crop: short side = load_size x U(zoom)
     flip: bool = True
     workers: int = Field(2, ge=0)
     direction: Literal["AtoB", "BtoA"] = "AtoB"
@@ -158,7 +162,7 @@ class LogConfig(Section):
 
 
 class RunConfig(Section):
-    method: Literal["sesim", "cyclegan"] = "sesim"
+    method: Literal["sesim", "cyclegan", "sinsesim"] = "sesim"
     name: str = "sesim"
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from PIL import Image
 
-Preprocess = Literal["resize_and_crop", "crop", "none"]
+Preprocess = Literal["resize_and_crop", "crop", "zoom_and_crop", "none"]
 
 
 def _randint(high: int, generator: torch.Generator) -> int:
@@ -28,13 +28,22 @@ def augment(
     load_size: int = 286,
     crop_size: int = 256,
     flip: bool = True,
+    zoom: tuple[float, float] = (0.5, 1.0),
 ) -> Image.Image:
     """CycleGAN-style geometry: resize to ``load_size`` square, random ``crop_size`` crop, random
     horizontal flip. ``crop`` skips the resize (images smaller than the crop are upscaled);
-    ``none`` keeps the whole image (resized to multiples of 4)."""
+    ``zoom_and_crop`` (single-image translation) scales the short side to ``load_size`` times a
+    factor drawn from ``zoom`` (aspect kept) before the crop; ``none`` keeps the whole image
+    (resized to multiples of 4)."""
     if preprocess == "resize_and_crop":
         image = image.resize((load_size, load_size), Image.BICUBIC)
-    if preprocess in ("resize_and_crop", "crop"):
+    if preprocess == "zoom_and_crop":
+        low, high = zoom
+        factor = low + (high - low) * float(torch.rand(1, generator=generator))
+        width, height = image.size
+        scale = load_size * factor / min(width, height)
+        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC)
+    if preprocess in ("resize_and_crop", "crop", "zoom_and_crop"):
         width, height = image.size
         if min(width, height) < crop_size:
             scale = crop_size / min(width, height)

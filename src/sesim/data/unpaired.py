@@ -55,11 +55,13 @@ class UnpairedImages(Dataset):
         flip: bool = True,
         skip_bad: bool = False,
         cache: bool = False,
+        zoom: tuple[float, float] = (0.5, 1.0),
     ) -> None:
         self.files_a = list_images(folder_a, "domain A")
         self.files_b = list_images(folder_b, "domain B")
         self.seed = seed
-        self.geometry = {"preprocess": preprocess, "load_size": load_size, "crop_size": crop_size, "flip": flip}
+        self.geometry = {"preprocess": preprocess, "load_size": load_size, "crop_size": crop_size, "flip": flip,
+                         "zoom": zoom}  # fmt: skip
         self.skip_bad = skip_bad
         self.cache: dict[Path, Image.Image] | None = {} if cache else None
         self._epoch = -1

@@ -1,7 +1,9 @@
-"""Least-squares GAN objectives (Mao et al., 2017), as used by CycleGAN, CUT and SeSim."""
+"""GAN objectives: least squares (Mao et al., 2017; CycleGAN, CUT, SeSim) and the non-saturating
+logistic loss with R1 (StyleGAN2; single-image translation)."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -16,3 +18,20 @@ def d_lsgan_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
 def g_lsgan_loss(fake_scores: Tensor) -> Tensor:
     """``mean((D(G(x)) - 1)^2)``: the generator wants its images scored as real."""
     return F.mse_loss(fake_scores, fake_scores.new_ones(()).expand_as(fake_scores))
+
+
+def d_nonsaturating_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    """``softplus(-D(real)) + softplus(D(fake))``, averaged (StyleGAN2's logistic loss)."""
+    return F.softplus(-real_scores).mean() + F.softplus(fake_scores).mean()
+
+
+def g_nonsaturating_loss(fake_scores: Tensor) -> Tensor:
+    """``softplus(-D(G(x)))``, averaged."""
+    return F.softplus(-fake_scores).mean()
+
+
+def r1_penalty(real_scores: Tensor, real_images: Tensor) -> Tensor:
+    """R1 (Mescheder et al., 2018): ``E ||grad_x D(x)||^2`` on real images (which must require grad);
+    the caller weights it with ``gamma / 2``."""
+    (grad,) = torch.autograd.grad(real_scores.sum(), real_images, create_graph=True)
+    return grad.square().flatten(1).sum(1).mean()

@@ -3,8 +3,9 @@
 from sesim.methods.base import NonFiniteLoss, Optimization, TranslationMethod
 from sesim.methods.cyclegan import CycleGAN
 from sesim.methods.sesim import SeSimTranslation, build_generator
+from sesim.methods.sinsesim import SinSeSim
 
-METHODS: dict[str, type[TranslationMethod]] = {"sesim": SeSimTranslation, "cyclegan": CycleGAN}
+METHODS: dict[str, type[TranslationMethod]] = {"sesim": SeSimTranslation, "cyclegan": CycleGAN, "sinsesim": SinSeSim}
 
 __all__ = [
     "METHODS",
@@ -12,6 +13,7 @@ __all__ = [
     "NonFiniteLoss",
     "Optimization",
     "SeSimTranslation",
+    "SinSeSim",
     "TranslationMethod",
     "build_generator",
 ]

@@ -22,13 +22,18 @@ from sesim.methods.base import Frozen, NonFiniteLoss, Optimization, TranslationM
 from sesim.methods.pool import ImagePool
 from sesim.methods.structure import build_structure_term
 from sesim.networks import PatchDiscriminator, ResnetGenerator
+from sesim.networks.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
 
-def build_generator(config: GeneratorConfig) -> ResnetGenerator:
+def build_generator(config: GeneratorConfig) -> nn.Module:
+    if config.kind == "stylegan2":
+        return StyleGAN2Generator(ngf=config.ngf, blocks=config.blocks)
     return ResnetGenerator(ngf=config.ngf, blocks=config.blocks, antialias=config.antialias)
 
 
-def build_discriminator(config: DiscriminatorConfig) -> PatchDiscriminator:
+def build_discriminator(config: DiscriminatorConfig) -> nn.Module:
+    if config.kind == "stylegan2":
+        return StyleGAN2Discriminator(ndf=config.ndf, layers=config.layers)
     return PatchDiscriminator(ndf=config.ndf, layers=config.layers, antialias=config.antialias)
 
 

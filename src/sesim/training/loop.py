@@ -186,7 +186,7 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
         folder_a, folder_b = folder_b, folder_a
     dataset = UnpairedImages(
         folder_a, folder_b, t.seed, d.preprocess, d.load_size, d.crop_size, d.flip,
-        skip_bad=d.on_bad_image == "skip", cache=d.cache_images,
+        skip_bad=d.on_bad_image == "skip", cache=d.cache_images, zoom=d.zoom,
     )  # fmt: skip
     steps_per_epoch = math.ceil(len(dataset) / t.batch_size)
     scheduled = (t.epochs + t.decay_epochs) * steps_per_epoch
