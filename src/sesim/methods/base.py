@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, WeightsConfig
 from sesim.methods.pool import ImagePool
 
 
@@ -35,11 +36,16 @@ class Optimization:
 
 
 class TranslationMethod(nn.Module):
-    """Base of the methods. A subclass builds its networks, fills ``optimizers``, ``replicas``
-    (the modules whose calls carry gradients, swapped for DDP wrappers by :meth:`distribute`) and
-    ``pools``, and writes ``training_step(real_a, real_b, query_rng) -> dict of detached scalars``.
+    """Base of the methods. A subclass's :meth:`build` makes its networks and fills
+    ``optimizers``, ``replicas`` (the modules whose calls carry gradients, swapped for DDP
+    wrappers by :meth:`distribute`) and ``pools``; its ``training_step(real_a, real_b,
+    query_rng)`` returns a dict of detached scalars.
 
     Args:
+        generator, discriminator: network sections of the config.
+        loss: the content term (``loss.structure``) and its settings.
+        weights: loss weights.
+        optimization: learning rate, Adam betas, image-pool size, seed of the pools.
         check_finite: raise :class:`NonFiniteLoss` before stepping on a NaN/Inf loss (one host
             sync per optimizer step).
         autocast: ``torch.bfloat16`` runs the forward passes under autocast (weights, optimizer
@@ -48,13 +54,32 @@ class TranslationMethod(nn.Module):
 
     generator: nn.Module  # A -> B: samples, translate, export
 
-    def __init__(self, check_finite: bool = True, autocast: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        generator: GeneratorConfig,
+        discriminator: DiscriminatorConfig,
+        loss: LossConfig,
+        weights: WeightsConfig,
+        optimization: Optimization | None = None,
+        check_finite: bool = True,
+        autocast: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
-        self.check_finite, self.autocast = check_finite, autocast
+        self.check_finite, self.autocast, self.weights = check_finite, autocast, weights
         self.all_ranks_true: Callable[[Tensor], bool] = bool  # DDP: every process must agree
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.replicas: dict[str, nn.Module] = {}
         self.pools: dict[str, ImagePool] = {}
+        self.build(generator, discriminator, loss, optimization or Optimization())
+
+    def build(
+        self,
+        generator: GeneratorConfig,
+        discriminator: DiscriminatorConfig,
+        loss: LossConfig,
+        optimization: Optimization,
+    ) -> None:
+        raise NotImplementedError
 
     def distribute(self, wrap: Callable[[nn.Module], nn.Module], all_ranks_true: Callable[[Tensor], bool]) -> None:
         """Route the gradient-carrying calls through ``wrap(module)`` (DistributedDataParallel);

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, WeightsConfig
+from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
 from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
 from sesim.methods.pool import ImagePool
@@ -28,18 +28,13 @@ class CycleGAN(TranslationMethod):
     ``identity_l1`` is an absolute weight (CycleGAN's 0.5 x lambda = 5 with cycle 10).
     """
 
-    def __init__(
+    def build(
         self,
         generator: GeneratorConfig,
         discriminator: DiscriminatorConfig,
         loss: LossConfig,
-        weights: WeightsConfig,
-        optimization: Optimization | None = None,
-        check_finite: bool = True,
-        autocast: torch.dtype | None = None,
+        optimization: Optimization,
     ) -> None:
-        super().__init__(check_finite, autocast)
-        optimization = optimization or Optimization()
         if loss.structure in ("patchnce",) or (loss.structure == "sesim" and loss.learned):
             raise ValueError("cyclegan: loss.structure must be sesim (fixed features), perceptual or none")
         self.generator, self.generator_ba = build_generator(generator), build_generator(generator)
@@ -47,8 +42,7 @@ class CycleGAN(TranslationMethod):
             build_discriminator(discriminator),
             build_discriminator(discriminator),
         )
-        self.term = build_structure_term(loss, self.generator) if weights.spatial else NoTerm()
-        self.weights = weights
+        self.term = build_structure_term(loss, self.generator) if self.weights.spatial else NoTerm()
         self.optimizers = {
             "generator": optimization.adam(self.generator, self.generator_ba),
             "discriminator": optimization.adam(self.discriminator, self.discriminator_a),

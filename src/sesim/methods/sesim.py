@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.transforms import v2
 
-from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, WeightsConfig
+from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
 from sesim.losses import SpatialCorrelativeLoss
 from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
 from sesim.methods.base import Frozen, NonFiniteLoss, Optimization, TranslationMethod
@@ -77,22 +77,16 @@ class SeSimTranslation(TranslationMethod):
         check_finite, autocast: see :class:`~sesim.methods.base.TranslationMethod`.
     """
 
-    def __init__(
+    def build(
         self,
         generator: GeneratorConfig,
         discriminator: DiscriminatorConfig,
         loss: LossConfig,
-        weights: WeightsConfig,
-        optimization: Optimization | None = None,
-        check_finite: bool = True,
-        autocast: torch.dtype | None = None,
+        optimization: Optimization,
     ) -> None:
-        super().__init__(check_finite, autocast)
-        optimization = optimization or Optimization()
         self.generator = build_generator(generator)
         self.discriminator = build_discriminator(discriminator)
         self.term = build_structure_term(loss, self.generator)
-        self.weights = weights
         self.augment = loss.augment
         self.flip_equivariance = loss.flip_equivariance
         self.jitter = v2.ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.3)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, WeightsConfig
+from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
 from sesim.losses.adversarial import d_nonsaturating_loss, g_nonsaturating_loss, r1_penalty
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
 from sesim.methods.sesim import build_discriminator, build_generator
@@ -23,24 +23,18 @@ class SinSeSim(TranslationMethod):
     """Generator objective ``gan * softplus(-D(G(a))) + spatial * L_content(a, G(a))`` (+ identity
     L1); discriminator ``softplus(-D(b)) + softplus(D(G(a))) + r1 / 2 * ||grad D(b)||^2``."""
 
-    def __init__(
+    def build(
         self,
         generator: GeneratorConfig,
         discriminator: DiscriminatorConfig,
         loss: LossConfig,
-        weights: WeightsConfig,
-        optimization: Optimization | None = None,
-        check_finite: bool = True,
-        autocast: torch.dtype | None = None,
+        optimization: Optimization,
     ) -> None:
-        super().__init__(check_finite, autocast)
-        optimization = optimization or Optimization()
         if loss.structure == "sesim" and loss.learned:
             raise ValueError("sinsesim: learned heads are not supported here; use loss.learned=false")
         self.generator = build_generator(generator)
         self.discriminator = build_discriminator(discriminator)
         self.term = build_structure_term(loss, self.generator)
-        self.weights = weights
         self.optimizers = {
             "generator": optimization.adam(self.generator, *self.term.joint_modules().values()),
             "discriminator": optimization.adam(self.discriminator),
