@@ -19,7 +19,7 @@ from tests.helpers import TINY, tiny_data
 SETTINGS = [*TINY, "train.pool_size=0", "loss.augment=false", "train.batch_size=4", "log.checkpoint_every=2"]
 
 
-def run(tmp_path, name, processes, *extra, resume=None):
+def run(tmp_path, name, processes, *extra, resume=None, preset="lsesim"):
     command = [sys.executable, "-m", "sesim.cli", "--debug", "train"]
     if processes > 1:
         launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
@@ -28,7 +28,7 @@ def run(tmp_path, name, processes, *extra, resume=None):
         command += ["--resume", str(resume)]
     else:
         overrides = [*SETTINGS, f"data.root={tmp_path / 'data'}", f"log.out_dir={tmp_path / name}", *extra]
-        command += ["lsesim", *[arg for item in overrides for arg in ("--set", item)]]
+        command += [preset, *[arg for item in overrides for arg in ("--set", item)]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -96,3 +96,22 @@ def test_resume_with_another_number_of_processes(runs):
     # Four steps of Adam over differently ordered sums: a small gap, well below the ~0.15 that
     # half a batch makes (first test).
     assert (resumed_out - straight_out).abs().max().item() < 1e-2
+
+
+@pytest.mark.parametrize("preset", ["cut", "cyclegan"])
+def test_other_methods_synchronise_every_trained_network(runs, preset):
+    """CUT's projector and CycleGAN's two generators / two discriminators go through DDP too."""
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    extra = ["train.max_steps=2", "loss.patchnce.taps=[input,down1,block1]"]
+    single = run(runs, f"{preset}-single", 1, *extra, preset=preset)
+    double = run(runs, f"{preset}-double", 2, *extra, preset=preset)
+    for a, b in zip(losses(single), losses(double), strict=True):
+        assert b["loss/g"] == pytest.approx(a["loss/g"], rel=1e-4) and b["loss/d"] == pytest.approx(
+            a["loss/d"], rel=1e-4
+        )
+    single_doc, double_doc = (
+        load_checkpoint(single / "checkpoints" / "latest.pt"),
+        load_checkpoint(double / "checkpoints" / "latest.pt"),
+    )
+    assert set(single_doc["networks"]) == set(double_doc["networks"])
+    assert (outputs(double, images)[0] - outputs(single, images)[0]).abs().max().item() < 2e-3
