@@ -126,7 +126,7 @@ CASES = [
     (not_an_image, "cannot read image"),
     (unknown_key, "train.learning_rate: unknown key"),
     (wrong_type, "train.max_steps: Input should be a valid integer"),
-    (other_method_checkpoint, "(stored config): method: Input should be 'sesim', 'cyclegan' or 'sinsesim'"),
+    (other_method_checkpoint, "(stored config): method: Input should be 'sesim'"),
     (older_format_checkpoint, "checkpoint format 0"),
     (truncated_checkpoint, "cannot load checkpoint"),
     (unwritable_run_folder, "log.out_dir: cannot write in"),

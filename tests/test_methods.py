@@ -173,3 +173,40 @@ def test_zoom_and_crop_draws_different_scales():
         )
         spans.append(int(crop[..., 0].max()) - int(crop[..., 0].min()))
     assert len(set(spans)) > 2
+
+
+def test_multimodal_trains_and_translates_with_k_styles(tmp_path, data, capsys):
+    from PIL import Image
+
+    run_dir = train(tiny_config("multimodal", data, tmp_path, "train.max_steps=2", "model.generator.blocks=1"))
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if "loss/g" in line]
+    assert {"loss/style", "loss/content", "loss/reconstruction", "loss/spatial", "loss/d"} <= set(records[-1])
+    source = data / "testA" / "0000.png"
+
+    def outputs(folder, *extra):
+        assert main(["translate", str(run_dir), str(source), str(folder), "--device", "cpu", *extra]) == 0
+        return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.iterdir())}
+
+    first = outputs(tmp_path / "k3", "--num-styles", "3")
+    assert sorted(first) == ["0000_s0.png", "0000_s1.png", "0000_s2.png"]
+    assert not np.array_equal(first["0000_s0.png"], first["0000_s1.png"])  # K different outputs
+    again = outputs(tmp_path / "k3-again", "--num-styles", "3")
+    assert all(np.array_equal(first[name], again[name]) for name in first)  # same codes, same outputs
+    reference = outputs(tmp_path / "ref", "--style-from", str(data / "testB" / "0001.png"))
+    assert list(reference) == ["0000_s0.png"]
+
+    fsesim = train(tiny_config("fsesim", data, tmp_path / "f", "train.max_steps=1"))
+    assert main(["translate", str(fsesim), str(source), str(tmp_path / "x"), "--num-styles", "2"]) == 2
+    assert "need a multimodal checkpoint" in capsys.readouterr().err
+
+
+def test_multimodal_same_code_same_output_different_code_different_output():
+    from sesim.networks.munit import MultimodalGenerator
+
+    generator = MultimodalGenerator(ngf=4, blocks=1).eval()
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    code = torch.randn(1, 8).expand(2, -1)
+    with torch.no_grad():
+        assert torch.equal(generator(images, code), generator(images, code))
+        assert not torch.allclose(generator(images, code), generator(images, torch.randn(2, 8)))
+        assert torch.equal(generator(images), generator(images, torch.zeros(2, 8)))

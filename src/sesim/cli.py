@@ -67,7 +67,8 @@ def _translate(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     generator, _ = load_generator(args.checkpoint, device)
     autocast = resolve_precision(args.precision, device)
-    written = translate_paths(generator, args.input, args.output, device, args.batch_size, autocast)
+    styles = _styles(generator, args, device)
+    written = translate_paths(generator, args.input, args.output, device, args.batch_size, autocast, styles)
     print(f"wrote {len(written)} image(s) to {Path(written[0]).parent}")
     return 0
 
@@ -83,6 +84,24 @@ def _demo(args: argparse.Namespace) -> int:
     )
     print(f"report: {run_dir / 'report.html'}")
     return 0
+
+
+def _styles(generator, args: argparse.Namespace, device):
+    """Style codes for a multi-modal generator: K from the prior (seeded) or one from a reference image."""
+    import torch
+
+    from sesim.data.images import load_rgb, to_tensor
+
+    if args.num_styles is None and args.style_from is None:
+        return None
+    if not hasattr(generator, "style_dim"):
+        raise ConfigError("--num-styles/--style-from need a multimodal checkpoint (method: multimodal)")
+    if args.style_from is not None:
+        with torch.no_grad():
+            return generator.encode_style(to_tensor(load_rgb(args.style_from))[None].to(device))
+    if args.num_styles < 1:
+        raise ConfigError(f"--num-styles must be at least 1, got {args.num_styles}")
+    return torch.randn(args.num_styles, generator.style_dim, generator=torch.Generator().manual_seed(args.seed))
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -208,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument(
         "--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 on CUDA, fp32 on CPU"
     )
+    translate.add_argument("--num-styles", type=int, help="multimodal: K outputs per input, NAME_s0 ... NAME_sK-1")
+    translate.add_argument("--style-from", metavar="IMAGE", help="multimodal: take the style of this image")
+    translate.add_argument("--seed", type=int, default=0, help="seed of the drawn style codes (default 0)")
     translate.set_defaults(run=_translate)
 
     export = commands.add_parser("export", help="export the generator to ONNX (.onnx) or TorchScript (.pt)")

@@ -24,10 +24,11 @@ class Section(BaseModel):
 
 
 class GeneratorConfig(Section):
-    kind: Literal["resnet", "stylegan2"] = "resnet"  # stylegan2: single-image translation
+    kind: Literal["resnet", "stylegan2", "munit"] = "resnet"  # stylegan2: single image; munit: multi-modal
     ngf: int = Field(64, ge=1)
     blocks: int = Field(9, ge=0)
     antialias: bool = True
+    style_dim: int = Field(8, ge=1)  # munit only: length of the style code
 
 
 class DiscriminatorConfig(Section):
@@ -87,6 +88,9 @@ class WeightsConfig(Section):
     identity_spatial: float = Field(0.0, ge=0)
     cycle: float = Field(0.0, ge=0)  # CycleGAN's cycle-consistency weight (10 in its paper)
     r1: float = Field(0.0, ge=0)  # R1 gradient penalty gamma (single-image translation: 1.0)
+    style: float = Field(0.0, ge=0)  # multimodal: |E_s(G(a, s)) - s|
+    content: float = Field(0.0, ge=0)  # multimodal: |E_c(G(a, s)) - E_c(a)|
+    reconstruction: float = Field(0.0, ge=0)  # multimodal: |G(E_c(b), E_s(b)) - b|
 
 
 class DataConfig(Section):
@@ -162,7 +166,7 @@ class LogConfig(Section):
 
 
 class RunConfig(Section):
-    method: Literal["sesim", "cyclegan", "sinsesim"] = "sesim"
+    method: Literal["sesim", "cyclegan", "sinsesim", "multimodal"] = "sesim"
     name: str = "sesim"
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()

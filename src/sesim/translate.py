@@ -29,12 +29,18 @@ def pad_to_multiple(images: torch.Tensor, multiple: int = 4) -> tuple[torch.Tens
 
 
 @torch.no_grad()
-def translate_tensor(generator: nn.Module, images: torch.Tensor, autocast: torch.dtype | None = None) -> torch.Tensor:
+def translate_tensor(
+    generator: nn.Module, images: torch.Tensor, autocast: torch.dtype | None = None, style: torch.Tensor | None = None
+) -> torch.Tensor:
     """``(B, 3, H, W)`` in ``[-1, 1]``, any ``H, W`` -> translated float32 batch of the same size.
-    ``autocast=torch.bfloat16`` runs the generator under bf16 autocast (fast on GPUs)."""
+    ``autocast=torch.bfloat16`` runs the generator under bf16 autocast (fast on GPUs); ``style``
+    (``(style_dim,)``) is the code of a multi-modal generator."""
     padded, (height, width) = pad_to_multiple(images)
     with torch.autocast(images.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-        translated = generator(padded)
+        if style is None:
+            translated = generator(padded)
+        else:
+            translated = generator(padded, style.to(padded.device).expand(len(padded), -1))
     return translated[:, :, :height, :width].float()
 
 
@@ -53,11 +59,13 @@ def translate_paths(
     device: torch.device | str = "cpu",
     batch_size: int = 8,
     autocast: torch.dtype | None = None,
+    styles: torch.Tensor | None = None,
 ) -> list[Path]:
     """Translate a file or every image of a folder; consecutive images of one size share a batch.
 
     Output: for a folder, ``output/<stem>.png`` each; for a file, ``output`` itself when it has an
-    image extension, else ``output/<stem>.png``.
+    image extension, else ``output/<stem>.png``. With ``styles`` (``(K, style_dim)``, a
+    multi-modal generator) every input gets K outputs ``<stem>_s<k>.png``.
     """
     source, output = Path(source), Path(output)
     if not source.exists():
@@ -71,9 +79,16 @@ def translate_paths(
     written: list[Path] = []
     for group in _same_size_groups(zip(inputs, targets, strict=True), batch_size):
         batch = torch.stack([to_tensor(image) for _, _, image in group]).to(device)
-        for (_, target, _), result in zip(group, translate_tensor(generator, batch, autocast), strict=True):
-            to_image(result).save(target)
-            written.append(target)
+        if styles is None:
+            for (_, target, _), result in zip(group, translate_tensor(generator, batch, autocast), strict=True):
+                to_image(result).save(target)
+                written.append(target)
+            continue
+        for k, style in enumerate(styles):
+            for (_, target, _), result in zip(group, translate_tensor(generator, batch, autocast, style), strict=True):
+                styled = target.with_name(f"{target.stem}_s{k}.png")
+                to_image(result).save(styled)
+                written.append(styled)
     return written
 
 

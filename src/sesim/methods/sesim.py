@@ -22,12 +22,15 @@ from sesim.methods.base import Frozen, NonFiniteLoss, Optimization, TranslationM
 from sesim.methods.pool import ImagePool
 from sesim.methods.structure import build_structure_term
 from sesim.networks import PatchDiscriminator, ResnetGenerator
+from sesim.networks.munit import MultimodalGenerator
 from sesim.networks.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
 
 def build_generator(config: GeneratorConfig) -> nn.Module:
     if config.kind == "stylegan2":
         return StyleGAN2Generator(ngf=config.ngf, blocks=config.blocks)
+    if config.kind == "munit":
+        return MultimodalGenerator(ngf=config.ngf, blocks=config.blocks, style_dim=config.style_dim)
     return ResnetGenerator(ngf=config.ngf, blocks=config.blocks, antialias=config.antialias)
 
 

@@ -1,0 +1,101 @@
+"""Multi-modal translation with the spatially-correlative loss (the paper's MUNIT setting, night ->
+day and winter -> summer; its code was never released): one content, many appearances.
+
+For a style code ``s ~ N(0, I)``, ``fake = G(E_c(a), s)``. Generator objective::
+
+    gan * L_GAN(fake) + spatial * L_content_term(a, fake) + style * |E_s(fake) - s|
+    + content * |E_c(fake) - E_c(a)| + reconstruction * |G(E_c(b), E_s(b)) - b|
+
+The structure term holds every output to the input's layout whatever its style, which is what
+lets the styles differ in appearance only. Diversity: LPIPS between outputs of one input
+(``sesim translate --num-styles K`` then ``sesim eval --metrics lpips_diversity``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
+from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
+from sesim.methods.base import Frozen, Optimization, TranslationMethod
+from sesim.methods.pool import ImagePool
+from sesim.methods.sesim import build_discriminator, build_generator
+from sesim.methods.structure import build_structure_term
+
+
+class _Passes(nn.Module):
+    """Every generator pass of one step in one module call (one DDP forward per backward)."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, real_a: Tensor, real_b: Tensor, style: Tensor) -> tuple[Tensor, ...]:
+        g = self.generator
+        content_a = g.content_encoder(real_a)
+        fake_b = g.decode(content_a, style)
+        reconstructed_b = g.decode(g.content_encoder(real_b), g.encode_style(real_b))
+        return fake_b, content_a, g.encode_style(fake_b), g.content_encoder(fake_b), reconstructed_b
+
+
+class Multimodal(TranslationMethod):
+    def build(
+        self,
+        generator: GeneratorConfig,
+        discriminator: DiscriminatorConfig,
+        loss: LossConfig,
+        optimization: Optimization,
+    ) -> None:
+        if generator.kind != "munit":
+            raise ValueError("multimodal: model.generator.kind must be munit")
+        if loss.structure == "patchnce" or (loss.structure == "sesim" and loss.learned):
+            raise ValueError("multimodal: loss.structure must be sesim (fixed features), perceptual or none")
+        self.generator = build_generator(generator)
+        self.discriminator = build_discriminator(discriminator)
+        self.term = build_structure_term(loss, self.generator)
+        self.optimizers = {
+            "generator": optimization.adam(self.generator),
+            "discriminator": optimization.adam(self.discriminator),
+        }
+        self.replicas = {"generator": _Passes(self.generator), "discriminator": self.discriminator}
+        self.pools = {"fake_b": ImagePool(optimization.pool_size, seed=optimization.seed)}
+
+    def compile_targets(self) -> list[nn.Module]:
+        return [self.generator, self.discriminator, *self.term.compile_targets()]
+
+    def training_step(self, real_a: Tensor, real_b: Tensor, query_rng: torch.Generator | None = None) -> dict:
+        """G step (styles drawn from the prior with the global generator: saved in checkpoints), then D."""
+        w, forward = self.weights, self.forward_context(real_a.device)
+        style = torch.randn(real_a.shape[0], self.generator.style_dim).to(real_a.device)
+        stats: dict[str, Tensor] = {}
+        with Frozen(self.discriminator):
+            self.optimizers["generator"].zero_grad(set_to_none=True)
+            with forward:
+                fake_b, content_a, style_back, content_back, reconstructed_b = self.replicas["generator"](
+                    real_a, real_b, style
+                )
+                loss_gan = g_lsgan_loss(self.discriminator(fake_b))
+                loss_spatial = self.term(real_a, fake_b, query_rng)
+                loss_style = F.l1_loss(style_back.float(), style)
+                loss_content = F.l1_loss(content_back.float(), content_a.float().detach())
+                loss_reconstruction = F.l1_loss(reconstructed_b.float(), real_b)
+                loss_g = (w.gan * loss_gan + w.spatial * loss_spatial + w.style * loss_style
+                          + w.content * loss_content + w.reconstruction * loss_reconstruction)  # fmt: skip
+            self.update("generator", loss_g)
+        losses = {"g_gan": loss_gan, "spatial": loss_spatial, "style": loss_style, "content": loss_content,
+                  "reconstruction": loss_reconstruction, "g": loss_g}  # fmt: skip
+        stats.update({name: value.detach() for name, value in losses.items()})
+
+        self.optimizers["discriminator"].zero_grad(set_to_none=True)
+        with forward:
+            pooled = self.pools["fake_b"].query(fake_b.detach()).to(real_b.dtype)
+            scores_real, scores_fake = self.replicas["discriminator"](torch.cat([real_b, pooled])).chunk(2)
+            loss_d = d_lsgan_loss(scores_real, scores_fake)
+        self.update("discriminator", loss_d)
+        stats["d"] = loss_d.detach()
+        return stats
+
+    def trained_modules(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
