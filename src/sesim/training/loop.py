@@ -59,14 +59,6 @@ class _StopRequests:
             signal.signal(number, handler)
 
 
-def _ignore_stop_signals(worker_id: int) -> None:
-    """Loader workers leave SIGINT/SIGTERM to the main process: a signal sent to the whole process
-    group (Ctrl-C, schedulers, ``kill -- -PID``) must not kill them before the main process has
-    finished its step and saved (a dead worker raises in the main process at any point)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
 def pick_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available; an unavailable CUDA request is a clear error."""
     if name == "auto":
@@ -269,7 +261,6 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
         pin_memory=device.type == "cuda",
         # Its own generator: creating the iterator must not consume the global RNG (exact resume).
         generator=torch.Generator().manual_seed(t.seed),
-        worker_init_fn=_ignore_stop_signals,
     )
     main = processes.main
     logger = RunLogger(run_dir, tensorboard=log.tensorboard) if main else None
