@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from sesim.data.images import load_rgb, to_image, to_tensor
 from sesim.losses import self_similarity
-from sesim.methods.sesim import build_structure_loss
+from sesim.methods.structure import build_structure_loss
 from sesim.training.checkpoint import load_checkpoint
 from sesim.training.loop import load_generator
 

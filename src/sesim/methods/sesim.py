@@ -40,19 +40,6 @@ def build_discriminator(config: DiscriminatorConfig) -> nn.Module:
     return PatchDiscriminator(ndf=config.ndf, layers=config.layers, antialias=config.antialias)
 
 
-def build_structure_loss(config: LossConfig) -> SpatialCorrelativeLoss:
-    return SpatialCorrelativeLoss(
-        backbone=config.backbone,
-        taps=tuple(config.taps),
-        window=config.window,
-        normalize=config.normalize,
-        mode=config.mode,
-        num_queries=config.num_queries,
-        heads=config.learned,
-        weights=config.backbone_weights,
-    )
-
-
 def rotate_180(images: Tensor) -> Tensor:
     return images.flip(2, 3)
 

@@ -17,6 +17,20 @@ from sesim.losses.patch_nce import patch_nce_loss
 from sesim.networks import PatchProjector
 
 
+def build_structure_loss(config: LossConfig) -> SpatialCorrelativeLoss:
+    """The spatially-correlative loss of ``loss`` (heads built when ``learned``)."""
+    return SpatialCorrelativeLoss(
+        backbone=config.backbone,
+        taps=tuple(config.taps),
+        window=config.window,
+        normalize=config.normalize,
+        mode=config.mode,
+        num_queries=config.num_queries,
+        heads=config.learned,
+        weights=config.backbone_weights,
+    )
+
+
 class StructureTerm(nn.Module):
     """Base of the terms: no heads, nothing trained with the generator, nothing to compile."""
 
@@ -35,10 +49,7 @@ class SeSimTerm(StructureTerm):
 
     def __init__(self, config: LossConfig) -> None:
         super().__init__()
-        self.structure = SpatialCorrelativeLoss(
-            backbone=config.backbone, taps=tuple(config.taps), window=config.window, normalize=config.normalize,
-            mode=config.mode, num_queries=config.num_queries, heads=config.learned, weights=config.backbone_weights,
-        )  # fmt: skip
+        self.structure = build_structure_loss(config)
 
     @property
     def heads(self) -> nn.Module | None:
