@@ -148,3 +148,25 @@ def test_memory_does_not_grow_over_a_long_run(tmp_path, data):
     growth = last[len(last) // 2] - middle[len(middle) // 2]
     # A leak of one small graph or batch per step would add well over 25 MB in 100 steps.
     assert growth < 25, f"RSS grew by {growth:.1f} MB between the middle and the last third of the run"
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_signal_to_the_whole_process_group_with_loader_workers(tmp_path, data, number):
+    """Ctrl-C in a terminal and schedulers signal the whole process group, loader workers
+    included: the run still saves the last finished step and exits with 130, not with a
+    "DataLoader worker killed" error from the middle of a step."""
+    out = tmp_path / "group"
+    command = [sys.executable, "-m", "sesim.cli", "train", "fsesim", "--data", str(data)]
+    overrides = [*TINY, f"log.out_dir={out}", "train.max_steps=500", "log.checkpoint_every=1", "data.workers=2"]
+    command += [arg for s in overrides for arg in ("--set", s)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("*/checkpoints/step_0000003.pt")):
+        time.sleep(0.05)
+    os.killpg(process.pid, number)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted at step" in stderr and "DataLoader worker" not in stderr
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    assert load_checkpoint(run_dir)["step"] >= 3

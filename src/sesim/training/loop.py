@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import signal
 import threading
@@ -57,6 +58,19 @@ class _StopRequests:
     def __exit__(self, *exc) -> None:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
+
+
+def _own_process_group(worker_id: int) -> None:
+    """Loader workers leave the main process's process group, so a signal sent to the whole group
+    (Ctrl-C in a terminal, ``timeout``, ``kill -- -PID``, schedulers) reaches only the main process:
+    it finishes the step, saves and shuts the workers down itself. A worker killed by such a signal
+    would otherwise raise in the main process in the middle of a step, before anything is saved.
+    Workers still exit when the main process dies (PyTorch's parent watchdog)."""
+    if hasattr(os, "setpgid"):
+        try:
+            os.setpgid(0, 0)
+        except OSError:  # already a group or session leader: nothing to leave
+            pass
 
 
 def pick_device(name: str) -> torch.device:
@@ -261,6 +275,7 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
         pin_memory=device.type == "cuda",
         # Its own generator: creating the iterator must not consume the global RNG (exact resume).
         generator=torch.Generator().manual_seed(t.seed),
+        worker_init_fn=_own_process_group,
     )
     main = processes.main
     logger = RunLogger(run_dir, tensorboard=log.tensorboard) if main else None
