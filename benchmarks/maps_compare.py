@@ -46,7 +46,7 @@ def final_losses(run_dir: Path) -> dict:
     return {k: round(sum(r[k] for r in records if k in r) / sum(k in r for r in records), 4) for k in keys}
 
 
-def run_method(label: str, maps: Path, split: Path, steps: int, out: Path) -> dict:
+def run_method(label: str, split: Path, held_out: tuple[Path, Path], steps: int, out: Path) -> dict:
     preset, extra = METHODS[label]
     overrides = [*CPU_RECIPE, *SHARED, *extra, f"data.root={split}", f"train.max_steps={steps}",
                  f"log.out_dir={out}", "log.progress=false"]  # fmt: skip
@@ -54,8 +54,8 @@ def run_method(label: str, maps: Path, split: Path, steps: int, out: Path) -> di
     started = time.time()
     run_dir = train(config)
     train_seconds = time.time() - started
+    aerial, truth = held_out
     scratch = Path(tempfile.mkdtemp(prefix="sesim-maps-compare-"))
-    aerial, truth = held_out_folders(maps, scratch)
     translated, report = scratch / "translated", scratch / "eval"
     assert sesim(["translate", str(run_dir), str(aerial), str(translated), "--device", "cpu"]) == 0
     assert sesim(["eval", "--real", str(truth), "--fake", str(translated), "--paired-with", str(truth),
@@ -95,8 +95,9 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
     }
     results.setdefault("methods", {})
+    held_out = held_out_folders(maps, Path(tempfile.mkdtemp(prefix="sesim-maps-held-out-")))
     for label in args.methods:
-        results["methods"][label] = run_method(label, maps, split, args.steps, out)
+        results["methods"][label] = run_method(label, split, held_out, args.steps, out)
         results["methods"] = {k: results["methods"][k] for k in METHODS if k in results["methods"]}
         results_path.parent.mkdir(parents=True, exist_ok=True)
         results_path.write_text(json.dumps(results, indent=1) + "\n")

@@ -109,10 +109,9 @@ def maps_analysis(result: dict) -> str:
 def maps_compare(result: dict) -> str:
     lines = [
         f"`benchmarks/maps_compare.py --steps {result['steps']}`, {result['machine']}, torch {result['torch']}, "
-        f"{result['date']}: every method {result['steps']} steps at batch 2 on random 128x128 crops of tiles "
-        "1-1000, generator ngf 32 / 6 blocks, PatchGAN ndf 32, lr 2e-4 decaying over the second half, "
-        "EfficientNet-Lite0 taps stage2/3/5 for the SeSim terms; held-out tiles 1001-1096 translated whole "
-        "at 256x256 and scored with `sesim eval --paired-with`.",
+        f"{result['date']}: every method {result['steps']} steps on tiles 1-1000 with its preset and "
+        f"`{' '.join(result['recipe'])}`; held-out tiles 1001-1096 translated whole at 256x256 and scored "
+        "with `sesim eval --paired-with`.",
         "",
         "| method | RMSE | accuracy (< 5) | accuracy (< 10) | PSNR | SSIM | FD, EfficientNet-Lite0 (not FID) |",
         "|---|---|---|---|---|---|---|",
