@@ -86,7 +86,7 @@ def main() -> None:
     split = training_split(maps, out / "split")
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     if results.get("steps") not in (None, args.steps):
-        raise SystemExit(f"{results_path} holds a {results['steps']}-step comparison; use another --results")
+        parser.error(f"--results: {results_path} holds a {results['steps']}-step comparison; use another file")
     results |= {
         "steps": args.steps,
         "recipe": [*CPU_RECIPE, *SHARED],
