@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -29,12 +32,50 @@ def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warm
     return statistics.median(times)
 
 
+def cpu_model() -> str | None:
+    """The CPU's marketing name from ``/proc/cpuinfo`` (Linux), else ``None``."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+
+
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int = 2
+) -> dict[str, float]:
+    """Median wall time in ms of each function, timed in rounds that call every function once.
+
+    On a shared machine whose speed drifts within minutes, timing one function after the other
+    compares different machines; interleaving spreads the drift over all of them alike. The order
+    is shuffled every round (fixed seed): what ran just before a function (a large free, a cold
+    cache) changes its time by several percent, so a fixed order would favour some of them.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    order, shuffle = list(fns), random.Random(0).shuffle
+    for _ in range(repeats):
+        shuffle(order)
+        for name in order:
+            fn = fns[name]
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def machine(device: torch.device) -> dict:
     facts = {
         "torch": torch.__version__,
         "device": str(device),
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "date": datetime.date.today().isoformat(),
     }
     if device.type == "cuda":
         facts["device_name"] = torch.cuda.get_device_name(device)

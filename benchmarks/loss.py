@@ -2,22 +2,26 @@
 
 Prints one JSON object. The baseline is the authors' algorithm as they wrote it (local windows
 built by slicing in a Python loop over queries, full sort for the threshold), measured in the
-same run on the same inputs. Usage: ``python benchmarks/loss.py [--device cuda] [--repeats 10]``.
+same run on the same inputs; ``--compare-revision REV`` adds the structure loss as it was at a git
+revision. Usage: ``python benchmarks/loss.py [--device cuda] [--repeats 10] [--compare-revision REV]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, median_ms
+from common import interleaved_medians, machine, median_ms
 from sesim.backbones import build_backbone
 from sesim.losses import contrastive_spatial_loss, sample_query_ids, spatial_correlative_loss
 
@@ -68,6 +72,22 @@ def matmul_floor(features):
     return step
 
 
+def loss_at_revision(revision: str):
+    """``spatial_correlative_loss`` as it was at a git revision, to time it beside today's."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(
+        ["git", "show", f"{revision}:src/sesim/losses/spatial.py"], cwd=root, capture_output=True, text=True
+    )
+    if source.returncode != 0:
+        raise ValueError(f"--compare-revision: git cannot show {revision}: {source.stderr.strip()}")
+    path = Path(tempfile.mkdtemp()) / "spatial_at_revision.py"
+    path.write_text(source.stdout)
+    spec = importlib.util.spec_from_file_location("spatial_at_revision", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.spatial_correlative_loss
+
+
 def run_layers(loss, features, window, generator):
     total = 0
     for source, target in features:
@@ -91,10 +111,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--compare-revision", metavar="REV", help="also time the structure loss as it was at this git revision"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     gen = torch.Generator(device=device).manual_seed(0)
-    results = {"machine": machine(device), "unit": "ms, median forward+backward, backbone excluded", "rows": []}
+    try:
+        previous = loss_at_revision(args.compare_revision) if args.compare_revision else None
+    except ValueError as error:
+        parser.error(str(error))
+    results = {
+        "machine": machine(device),
+        "unit": "ms, median forward+backward, backbone excluded; interleaved rounds",
+        "repeats": args.repeats,
+        "compare_revision": args.compare_revision,
+        "rows": [],
+    }
 
     def contrastive(source, target, ids, window):
         return contrastive_spatial_loss(source, target, target.flip(2, 3), ids, window)
@@ -104,16 +137,27 @@ def main() -> None:
             (torch.randn(batch, c, h, w, device=device), torch.randn(batch, c, h, w, device=device, requires_grad=True))
             for c, h, w in LAYERS
         ]
-        results["rows"].append(
-            {"batch": batch, "matmul_floor_ms": median_ms(matmul_floor(features), device, args.repeats)}
-        )
+        # Every timing of one batch size is interleaved (round-robin), so the floor, SeSim and the
+        # baseline see the same machine even when its speed drifts during the run.
+        fns = {"floor": matmul_floor(features)}
+        for window in (None, 32):
+            fns[f"sesim/{window}"] = fwd_bwd(spatial_correlative_loss, features, window, gen)
+            fns[f"contrastive/{window}"] = fwd_bwd(contrastive, features, window, gen)
+            if not args.skip_baseline:
+                fns[f"loop/{window}"] = fwd_bwd(loop_baseline, features, window, gen)
+            if previous is not None:
+                fns[f"revision/{window}"] = fwd_bwd(previous, features, window, gen)
+        medians = interleaved_medians(fns, device, args.repeats)
+        results["rows"].append({"batch": batch, "matmul_floor_ms": medians["floor"]})
         for window in (None, 32):
             row = {"batch": batch, "window": window}
-            row["sesim_ms"] = median_ms(fwd_bwd(spatial_correlative_loss, features, window, gen), device, args.repeats)
-            row["contrastive_ms"] = median_ms(fwd_bwd(contrastive, features, window, gen), device, args.repeats)
+            row["sesim_ms"] = medians[f"sesim/{window}"]
+            row["contrastive_ms"] = medians[f"contrastive/{window}"]
             if not args.skip_baseline:
-                row["authors_loop_ms"] = median_ms(fwd_bwd(loop_baseline, features, window, gen), device, args.repeats)
+                row["authors_loop_ms"] = medians[f"loop/{window}"]
                 row["speedup"] = round(row["authors_loop_ms"] / row["sesim_ms"], 2)
+            if previous is not None:
+                row[f"at_{args.compare_revision}_ms"] = medians[f"revision/{window}"]
             results["rows"].append(row)
 
         backbone = build_backbone("vgg16", weights="random").to(device)

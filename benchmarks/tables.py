@@ -25,7 +25,40 @@ def _load(name: str) -> dict | None:
 
 
 def _machine(result: dict) -> str:
-    return result.get("device_name") or f"{result.get('cpu', 'CPU')} ({result.get('threads')} threads)"
+    cpu = result.get("cpu_model") or result.get("cpu", "CPU")
+    return result.get("device_name") or f"{cpu} ({result.get('threads')} threads)"
+
+
+def loss(result: dict) -> str:
+    facts = result["machine"]
+    rows = result["rows"]
+    floors = {r["batch"]: r["matmul_floor_ms"] for r in rows if "matmul_floor_ms" in r}
+    backbones = {r["batch"]: r["vgg16_backbone_fwd_bwd_ms"] for r in rows if "vgg16_backbone_fwd_bwd_ms" in r}
+    # A "--compare-revision REV" run carries "at_REV_ms" in its rows.
+    timed = [key for r in rows for key in r if key.startswith("at_") and key.endswith("_ms")]
+    revision = timed[0][3:-3] if timed else None
+    lines = [
+        f"`benchmarks/loss.py`, {_machine(facts)}, torch {facts['torch']}, {facts.get('date', '')}: three "
+        "VGG16-shaped layers (256x64x64, 512x32x32, 512x32x32), 256 queries each, forward + backward of the "
+        f"target features, median ms over {result.get('repeats', '?')} interleaved rounds"
+        + (f"; `{revision}` is the structure loss as it was at that commit" if revision else "")
+        + ".",
+        "",
+        "| batch | window | SeSim structure loss | "
+        + (f"at `{revision}` | " if revision else "")
+        + "authors' loop | speed-up | contrastive (LSeSim heads objective) | matmul floor |",
+        "|---|---|---|---|---|---|---|" + ("---|" if revision else ""),
+    ]
+    for r in rows:
+        if "sesim_ms" not in r:
+            continue
+        loop = f"{r['authors_loop_ms']:.1f} ms | {r['speedup']:.1f}x" if "authors_loop_ms" in r else "- | -"
+        before = f"{r[f'at_{revision}_ms']:.1f} ms | " if revision else ""
+        lines.append(f"| {r['batch']} | {r['window'] or 'global'} | {r['sesim_ms']:.1f} ms | {before}{loop} | "
+                     f"{r['contrastive_ms']:.1f} ms | {floors[r['batch']]:.1f} ms |")  # fmt: skip
+    lines += ["", "VGG16 backbone to relu4_3 at 256x256, forward + backward, same run: "
+              + ", ".join(f"{ms:.0f} ms at batch {batch}" for batch, ms in backbones.items()) + "."]  # fmt: skip
+    return "\n".join(lines)
 
 
 def train_step(result: dict) -> str:
@@ -124,6 +157,8 @@ def maps_compare(result: dict) -> str:
 
 
 TABLES = {
+    "loss_cpu": ("loss_cpu", loss),
+    "loss_gpu": ("loss_gpu", loss),
     "train_step_cpu": ("train_step_cpu", train_step),
     "train_step_gpu": ("train_step_gpu", train_step),
     "translate_cpu": ("translate_cpu", translate),

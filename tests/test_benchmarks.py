@@ -1,0 +1,81 @@
+"""The benchmark scripts' own machinery: interleaved timing, the revision comparison, the table."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sesim.losses import sample_query_ids, spatial_correlative_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def _load(name: str):
+    sys.path.insert(0, str(BENCHMARKS))  # the scripts import their sibling `common`
+    try:
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_interleaved_medians_times_every_function_in_shuffled_rounds():
+    common = _load("common")
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
+    medians = common.interleaved_medians(fns, torch.device("cpu"), repeats=6, warmup=1)
+    assert set(medians) == set("abcd") and all(ms >= 0 for ms in medians.values())
+    timed = calls[4:]  # after one warm-up call each
+    rounds = [tuple(timed[i : i + 4]) for i in range(0, len(timed), 4)]
+    assert len(rounds) == 6 and all(sorted(r) == list("abcd") for r in rounds)
+    assert len(set(rounds)) > 1, "every round ran in the same order"
+
+
+def _in_git_checkout() -> bool:
+    probe = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _in_git_checkout(), reason="needs the repository's git history")
+def test_loss_at_a_revision_is_the_loss_of_that_commit():
+    loss = _load("loss")
+    at_head = loss.loss_at_revision("HEAD")
+    source, target = torch.randn(1, 8, 9, 11), torch.randn(1, 8, 9, 11)
+    ids = sample_query_ids(9, 11, 20, generator=torch.Generator().manual_seed(0))
+    assert at_head is not spatial_correlative_loss
+    assert torch.allclose(at_head(source, target, ids, 5), spatial_correlative_loss(source, target, ids, 5))
+    with pytest.raises(ValueError, match="--compare-revision: git cannot show no-such-revision"):
+        loss.loss_at_revision("no-such-revision")
+
+
+def test_loss_script_rejects_an_unknown_revision_with_exit_2():
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "loss.py"), "--device", "cpu", "--compare-revision", "no-such-revision"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert "--compare-revision" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_loss_table_shows_the_revision_column_only_when_timed():
+    tables = _load("tables")
+    machine = {"torch": "2.x", "device": "cpu", "threads": 2, "cpu": "x86_64", "date": "2026-11-28"}
+    rows = [
+        {"batch": 1, "matmul_floor_ms": 30.0},
+        {"batch": 1, "window": None, "sesim_ms": 60.0, "contrastive_ms": 200.0, "authors_loop_ms": 150.0,
+         "speedup": 2.5, "at_abc123_ms": 70.0},
+        {"batch": 1, "vgg16_backbone_fwd_bwd_ms": 700.0},
+    ]  # fmt: skip
+    with_revision = tables.loss({"machine": machine, "repeats": 3, "rows": rows})
+    assert "| at `abc123` |" in with_revision
+    assert "| 1 | global | 60.0 ms | 70.0 ms | 150.0 ms | 2.5x |" in with_revision
+    del rows[1]["at_abc123_ms"]
+    without = tables.loss({"machine": machine, "repeats": 3, "rows": rows})
+    assert "abc123" not in without and "| 1 | global | 60.0 ms | 150.0 ms | 2.5x | 200.0 ms | 30.0 ms |" in without
