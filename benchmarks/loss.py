@@ -80,11 +80,12 @@ def loss_at_revision(revision: str):
     )
     if source.returncode != 0:
         raise ValueError(f"--compare-revision: git cannot show {revision}: {source.stderr.strip()}")
-    path = Path(tempfile.mkdtemp()) / "spatial_at_revision.py"
-    path.write_text(source.stdout)
-    spec = importlib.util.spec_from_file_location("spatial_at_revision", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "spatial_at_revision.py"
+        path.write_text(source.stdout)
+        spec = importlib.util.spec_from_file_location("spatial_at_revision", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     return module.spatial_correlative_loss
 
 
