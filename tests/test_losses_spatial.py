@@ -225,6 +225,9 @@ def _threshold_in_child(queue):
     queue.put(bool(np.array_equal(_kth_largest(torch.from_numpy(maps), 1024).numpy(), expected)))
 
 
+@pytest.mark.skipif(
+    "fork" not in torch.multiprocessing.get_all_start_methods(), reason="needs the fork start method (POSIX)"
+)
 def test_threshold_threads_work_in_a_forked_child():
     # DataLoader workers are forked after the parent has used the selection threads: the child
     # must not wait on the parent's pool, whose threads it did not inherit.
