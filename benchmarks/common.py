@@ -20,16 +20,7 @@ def sync(device: torch.device) -> None:
 
 def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
     """Median wall time of ``fn`` in milliseconds, synchronising the device around each call."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return interleaved_medians({"fn": fn}, device, repeats, warmup)["fn"]
 
 
 def cpu_model() -> str | None:

@@ -126,7 +126,6 @@ def main() -> None:
         "machine": machine(device),
         "unit": "ms, median forward+backward, backbone excluded; interleaved rounds",
         "repeats": args.repeats,
-        "compare_revision": args.compare_revision,
         "rows": [],
     }
 
