@@ -1,7 +1,27 @@
+import hashlib
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+
+# Kernel choices a run can be pinned to (CI re-runs the numerics tests under AVX2 with them).
+KERNEL_SETTINGS = ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def _inductor_cache_per_kernel_setting() -> None:
+    """torch.compile's on-disk cache (torch 2.14) does not key its CPU code on
+    ``ATEN_CPU_CAPABILITY``: code compiled under ``avx2`` and reloaded under AVX-512 gave NaN
+    losses or a segfault here. One cache per kernel setting (kept between runs for speed)."""
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        return
+    setting = "|".join(f"{name}={os.environ.get(name, '')}" for name in KERNEL_SETTINGS) + torch.__version__
+    key = hashlib.sha256(setting.encode()).hexdigest()[:12]
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / f"sesim-tests-inductor-{key}")
+
+
+_inductor_cache_per_kernel_setting()
 
 DATA = Path(__file__).parent / "data"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

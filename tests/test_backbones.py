@@ -8,6 +8,8 @@ import torch
 from sesim.backbones import BACKBONES, WeightsUnavailableError, build_backbone
 from sesim.backbones.vgg import VGG16_FILE
 
+pytestmark = pytest.mark.numerics  # float comparisons: CI re-runs them with AVX2 kernels
+
 PAPER_TAPS = ("relu3_1", "relu4_1", "relu4_3")
 
 

@@ -16,6 +16,8 @@ from sesim.evaluate import evaluate
 from sesim.metrics import psnr_ssim
 from sesim.metrics.distribution import EfficientNetFeatures, distribution_scores, inception_network
 
+pytestmark = pytest.mark.numerics  # float comparisons: CI re-runs them with AVX2 kernels
+
 
 class MeanColour(torch.nn.Module):
     """A tiny feature network: per-channel mean and spread of uint8 images."""

@@ -10,6 +10,8 @@ from sesim.training.loop import load_generator, train
 from sesim.translate import pad_to_multiple
 from tests.helpers import tiny_config, tiny_data
 
+pytestmark = pytest.mark.numerics  # float comparisons: CI re-runs them with AVX2 kernels
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):

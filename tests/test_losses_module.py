@@ -7,6 +7,8 @@ from sesim.backbones import build_backbone
 from sesim.losses import SpatialCorrelativeLoss, contrastive_spatial_loss, sample_query_ids, spatial_correlative_loss
 from sesim.networks import SimilarityHeads
 
+pytestmark = pytest.mark.numerics  # float comparisons: CI re-runs them with AVX2 kernels
+
 TAPS = ("relu2_1", "relu3_1")
 
 

@@ -87,6 +87,7 @@ def test_cut_projector_is_built_eagerly_and_trained_with_the_generator():
     assert any(not torch.equal(a, b) for a, b in zip(before, projector.parameters(), strict=True))
 
 
+@pytest.mark.numerics
 def test_fastcut_flips_the_generator_input_and_output():
     config = load_config("fastcut", [SMALL_NCE, "model.generator.ngf=8", "model.generator.blocks=1"])
     method = SeSimTranslation(config.model.generator, config.model.discriminator, config.loss, config.weights)
@@ -200,6 +201,7 @@ def test_multimodal_trains_and_translates_with_k_styles(tmp_path, data, capsys):
     assert "need a multimodal checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.numerics
 def test_multimodal_same_code_same_output_different_code_different_output():
     from sesim.networks.munit import MultimodalGenerator
 

@@ -45,6 +45,7 @@ def test_nan_loss_is_skipped_and_logged(tmp_path, data, monkeypatch):
     assert all(torch.isfinite(v).all() for net in weights.values() for v in net.values())
 
 
+@pytest.mark.numerics
 def test_nan_guard_leaves_generator_untouched_on_the_bad_step(tmp_path, data, monkeypatch):
     clean = train(tiny_config("fsesim", data, tmp_path / "a", "train.max_steps=1"))
     poison_step(monkeypatch, {2})
@@ -63,6 +64,7 @@ def test_too_many_nonfinite_steps_stop_the_run(tmp_path, data, monkeypatch):
     assert load_checkpoint(run_dir)["step"] == 3  # the last good checkpoint (checkpoint_every=3)
 
 
+@pytest.mark.numerics
 def test_sigterm_saves_and_resume_matches(tmp_path, data, monkeypatch):
     original = SpatialCorrelativeLoss.forward
     calls = {"n": 0}

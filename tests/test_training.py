@@ -43,6 +43,7 @@ def test_each_run_gets_a_new_directory(tmp_path, data):
     assert first != second and first.name.startswith("001-") and second.name.startswith("002-")
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("preset", ["fsesim", "lsesim"])
 def test_resume_is_exact(tmp_path, data, preset):
     straight = train(tiny_config(preset, data, tmp_path / "a", "train.max_steps=6", "log.checkpoint_every=100"))
@@ -60,6 +61,7 @@ def test_resume_is_exact(tmp_path, data, preset):
             assert torch.equal(value, b["networks"][net][key]), f"{net}.{key} differs after resume"
 
 
+@pytest.mark.numerics
 def test_resume_diverges_without_rng_state(tmp_path, data):
     """The exactness test can fail: dropping the saved query RNG state changes the weights."""
     straight = train(tiny_config("fsesim", data, tmp_path / "a", "train.max_steps=6", "log.checkpoint_every=100"))
@@ -73,6 +75,7 @@ def test_resume_diverges_without_rng_state(tmp_path, data):
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.numerics
 def test_generator_step_leaves_discriminator_untouched():
     cfg = load_config("lsesim", ["loss.backbone_weights=random", "loss.taps=[relu1_2,relu2_1]", "loss.window=8"])
     method = SeSimTranslation(

@@ -15,6 +15,7 @@ def data(tmp_path_factory):
     return tiny_data(tmp_path_factory.mktemp("data"))
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("metric,lower_is_better", [("rmse", True), ("psnr", False), ("fd_efficientnet", True)])
 def test_validation_logs_the_curve_and_keeps_the_best(tmp_path, data, metric, lower_is_better):
     extra = ["train.max_steps=4", "validation.every=2", f"validation.folder_a={data / 'testA'}",

@@ -131,7 +131,9 @@ class TrainConfig(Section):
     device: str = "auto"
     deterministic: bool = False
     nan_guard: bool = True  # skip the update of a NaN/Inf loss (one host sync per optimizer step)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # auto: bf16 autocast on CUDA, fp32 on CPU; fp64: float64 weights and arithmetic, a slow reference
+    # run whose rounding no kernel choice can amplify (tests compare processes and layouts with it)
+    precision: Literal["auto", "fp32", "bf16", "fp64"] = "auto"
     channels_last: Literal["auto"] | bool = "auto"  # NHWC layout; auto: on CUDA (no gain measured on CPU)
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"  # torch.compile mode
     max_nonfinite_steps: int = Field(10, ge=0)  # then stop, with the last good checkpoint intact

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sesim.losses.precision import at_least_float32
+
 
 def patch_nce_loss(query: Tensor, key: Tensor, temperature: float = 0.07) -> Tensor:
     """InfoNCE over sampled patches of one layer.
@@ -35,4 +37,4 @@ def patch_nce_loss(query: Tensor, key: Tensor, temperature: float = 0.07) -> Ten
         raise ValueError(f"temperature: must be > 0, got {temperature}")
     logits = (query @ key.transpose(1, 2)).flatten(0, 1) / temperature
     labels = torch.arange(query.shape[1], device=query.device).repeat(query.shape[0])
-    return F.cross_entropy(logits.float(), labels)
+    return F.cross_entropy(at_least_float32(logits), labels)

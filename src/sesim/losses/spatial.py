@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sesim.losses.precision import at_least_float32
+
 __all__ = [
     "Mode",
     "contrastive_spatial_loss",
@@ -40,8 +42,6 @@ Mode = Literal["cos", "l1"]
 
 # The authors' unnormalised maps are squashed as tanh(s / 10).
 _TANH_SCALE = 10.0
-# float16 / bfloat16 features are promoted to float32 before any reduction.
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 _Fn = TypeVar("_Fn", bound=Callable)
 
@@ -164,7 +164,7 @@ class _Prepared(NamedTuple):
 
 def _flat(features: Tensor) -> Tensor:
     """``(B, C, H, W) -> (B, C, HW)``, low-precision inputs promoted to float32."""
-    return (features.float() if features.dtype in _LOW_PRECISION else features).flatten(2)
+    return at_least_float32(features).flatten(2)
 
 
 def _tanh_query_scale(channels: int) -> float:

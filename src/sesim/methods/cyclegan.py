@@ -11,10 +11,16 @@ from torch import Tensor, nn
 
 from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
 from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
+from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
 from sesim.methods.pool import ImagePool
 from sesim.methods.sesim import build_discriminator, build_generator
 from sesim.methods.structure import NoTerm, build_structure_term
+
+
+def _l1(output: Tensor, target: Tensor) -> Tensor:
+    """L1 of a (possibly autocast) output against its target, reduced in at least float32."""
+    return F.l1_loss(at_least_float32(output), target)
 
 
 class CycleGAN(TranslationMethod):
@@ -68,10 +74,10 @@ class CycleGAN(TranslationMethod):
                     real_a, real_b, identity=bool(w.identity_l1)
                 )
                 loss_gan = g_lsgan_loss(self.discriminator(fake_b)) + g_lsgan_loss(self.discriminator_a(fake_a))
-                loss_cycle = F.l1_loss(cycled_a.float(), real_a) + F.l1_loss(cycled_b.float(), real_b)
+                loss_cycle = _l1(cycled_a, real_a) + _l1(cycled_b, real_b)
                 loss_g = w.gan * loss_gan + w.cycle * loss_cycle
                 if w.identity_l1:
-                    loss_identity = F.l1_loss(same_b.float(), real_b) + F.l1_loss(same_a.float(), real_a)
+                    loss_identity = _l1(same_b, real_b) + _l1(same_a, real_a)
                     stats["identity_l1"] = loss_identity.detach()
                     loss_g = loss_g + w.identity_l1 * loss_identity
                 if w.spatial:

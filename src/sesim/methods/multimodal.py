@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
 from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
+from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
 from sesim.methods.pool import ImagePool
 from sesim.methods.sesim import build_discriminator, build_generator
@@ -78,9 +79,9 @@ class Multimodal(TranslationMethod):
                 )
                 loss_gan = g_lsgan_loss(self.discriminator(fake_b))
                 loss_spatial = self.term(real_a, fake_b, query_rng)
-                loss_style = F.l1_loss(style_back.float(), style)
-                loss_content = F.l1_loss(content_back.float(), content_a.float().detach())
-                loss_reconstruction = F.l1_loss(reconstructed_b.float(), real_b)
+                loss_style = F.l1_loss(at_least_float32(style_back), style)
+                loss_content = F.l1_loss(at_least_float32(content_back), at_least_float32(content_a).detach())
+                loss_reconstruction = F.l1_loss(at_least_float32(reconstructed_b), real_b)
                 loss_g = (w.gan * loss_gan + w.spatial * loss_spatial + w.style * loss_style
                           + w.content * loss_content + w.reconstruction * loss_reconstruction)  # fmt: skip
             self.update("generator", loss_g)

@@ -18,6 +18,7 @@ from torchvision.transforms import v2
 from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
 from sesim.losses import SpatialCorrelativeLoss
 from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
+from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, NonFiniteLoss, Optimization, TranslationMethod
 from sesim.methods.pool import ImagePool
 from sesim.methods.structure import build_structure_term
@@ -167,7 +168,7 @@ class SeSimTranslation(TranslationMethod):
                 loss_g = w.gan * loss_gan + w.spatial * loss_spatial
                 if identity_b is not None:
                     if w.identity_l1:
-                        loss_identity_l1 = F.l1_loss(identity_b.float(), real_b)
+                        loss_identity_l1 = F.l1_loss(at_least_float32(identity_b), real_b)
                         stats["identity_l1"] = loss_identity_l1.detach()
                         loss_g = loss_g + w.identity_l1 * loss_identity_l1
                     if w.identity_spatial:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
 from sesim.losses.adversarial import d_nonsaturating_loss, g_nonsaturating_loss, r1_penalty
+from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
 from sesim.methods.sesim import build_discriminator, build_generator
 from sesim.methods.structure import build_structure_term
@@ -56,10 +57,10 @@ class SinSeSim(TranslationMethod):
         with forward:
             scores_real = self.replicas["discriminator"](real)
             scores_fake = self.replicas["discriminator"](fake_b.detach())
-            loss_d = d_nonsaturating_loss(scores_real.float(), scores_fake.float())
+            loss_d = d_nonsaturating_loss(at_least_float32(scores_real), at_least_float32(scores_fake))
         stats["d"] = loss_d.detach()
         if w.r1 > 0:
-            penalty = r1_penalty(scores_real.float(), real)
+            penalty = r1_penalty(at_least_float32(scores_real), real)
             stats["r1"] = penalty.detach()
             loss_d = loss_d + w.r1 / 2 * penalty
         self.update("discriminator", loss_d)
@@ -67,11 +68,11 @@ class SinSeSim(TranslationMethod):
         with Frozen(self.discriminator):
             self.optimizers["generator"].zero_grad(set_to_none=True)
             with forward:
-                loss_gan = g_nonsaturating_loss(self.discriminator(fake_b).float())
+                loss_gan = g_nonsaturating_loss(at_least_float32(self.discriminator(fake_b)))
                 loss_spatial = self.term(real_a, fake_b, query_rng)
                 loss_g = w.gan * loss_gan + w.spatial * loss_spatial
                 if w.identity_l1:
-                    loss_identity = F.l1_loss(self.generator(real_b).float(), real_b)
+                    loss_identity = F.l1_loss(at_least_float32(self.generator(real_b)), real_b)
                     stats["identity_l1"] = loss_identity.detach()
                     loss_g = loss_g + w.identity_l1 * loss_identity
             self.update("generator", loss_g)

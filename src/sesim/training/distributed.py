@@ -64,7 +64,7 @@ class Processes:
         """Average detached scalar tensors over processes (only when logging)."""
         if not self.distributed or not scalars:
             return scalars
-        stacked = torch.stack([value.float() for value in scalars.values()])
+        stacked = torch.stack([value.to(torch.float64) for value in scalars.values()])
         dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
         return dict(zip(scalars, stacked / self.world_size, strict=True))
 

@@ -119,6 +119,12 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if precision == "bf16" else None
 
 
+def weight_dtype(precision: str) -> torch.dtype:
+    """The dtype of weights, optimizer states and input batches: float64 for ``fp64`` reference
+    runs, float32 otherwise (bf16 is autocast over float32 weights)."""
+    return torch.float64 if precision == "fp64" else torch.float32
+
+
 def _process_states(processes: Processes, query_rng: torch.Generator, method: TranslationMethod) -> list:
     """Every process's RNG and image pool (collective: all processes call it)."""
     pools = {name: pool.state_dict() for name, pool in method.pools.items()}
@@ -208,6 +214,7 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
     # With max_steps, keep the preset's constant/decay proportion.
     constant_steps = round(total_steps * t.epochs / max(1, t.epochs + t.decay_epochs))
 
+    dtype = weight_dtype(t.precision)
     method = METHODS[config.method](
         config.model.generator,
         config.model.discriminator,
@@ -216,7 +223,7 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
         Optimization(t.lr, t.betas, t.pool_size, t.seed + processes.rank),
         check_finite=t.nan_guard,
         autocast=resolve_precision(t.precision, device),
-    ).to(device)
+    ).to(device, dtype)
     nhwc = device.type == "cuda" if t.channels_last == "auto" else t.channels_last
     layout = torch.channels_last if nhwc else torch.contiguous_format
     method.to(memory_format=layout)
@@ -293,8 +300,8 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
             for batch in loader:
                 if step >= total_steps:
                     break
-                real_a = batch["a"].to(device, non_blocking=True, memory_format=layout)
-                real_b = batch["b"].to(device, non_blocking=True, memory_format=layout)
+                real_a = batch["a"].to(device, dtype, non_blocking=True, memory_format=layout)
+                real_b = batch["b"].to(device, dtype, non_blocking=True, memory_format=layout)
                 for path in (p for joined in batch["skipped"] for p in joined.split("\n") if p):
                     if path not in skipped_files:
                         skipped_files.add(path)
