@@ -64,12 +64,24 @@ def _translate(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.tile is not None and args.tile and (args.tile < 16 or args.tile % 4):
+        raise ConfigError(f"--tile must be 0 (whole images) or a multiple of 4 of at least 16, got {args.tile}")
+    if args.tile_overlap is not None and not 0 <= args.tile_overlap < (args.tile or 1 << 30):
+        raise ConfigError(f"--tile-overlap must be at least 0 and below --tile, got {args.tile_overlap}")
     device = pick_device(args.device)
     generator, _ = load_generator(args.checkpoint, device)
     autocast = resolve_precision(args.precision, device)
     styles = _styles(generator, args, device)
-    written = translate_paths(generator, args.input, args.output, device, args.batch_size, autocast, styles)
-    print(f"wrote {len(written)} image(s) to {Path(written[0]).parent}")
+    notes: list[str] = []
+    written = translate_paths(
+        generator, args.input, args.output, device, args.batch_size, autocast, styles,
+        tile=args.tile, overlap=args.tile_overlap, overwrite=args.overwrite, notes=notes,
+    )  # fmt: skip
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    folders = sorted({str(Path(path).parent) for path in written})
+    shown = ", ".join(Path(path).name for path in written[:3]) + (", ..." if len(written) > 3 else "")
+    print(f"wrote {len(written)} image(s) to {', '.join(folders)}: {shown}")
     return 0
 
 
@@ -230,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--num-styles", type=int, help="multimodal: K outputs per input, NAME_s0 ... NAME_sK-1")
     translate.add_argument("--style-from", metavar="IMAGE", help="multimodal: take the style of this image")
     translate.add_argument("--seed", type=int, default=0, help="seed of the drawn style codes (default 0)")
+    translate.add_argument(
+        "--tile", type=int, metavar="N",
+        help="translate images larger than N x N in overlapping tiles, blended without seams (0: always whole; "
+        "default: whole unless the memory estimate says an image would not fit, then the largest tile that does)",
+    )  # fmt: skip
+    translate.add_argument("--tile-overlap", type=int, metavar="PX", help="pixels tiles share (default: N / 4)")
+    translate.add_argument(
+        "--overwrite", action="store_true", help="allow outputs that replace input images or sit in the input folder"
+    )
     translate.set_defaults(run=_translate)
 
     export = commands.add_parser("export", help="export the generator to ONNX (.onnx) or TorchScript (.pt)")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from sesim.data.images import IMAGE_EXTENSIONS, DataError, list_images, load_rgb, to_image, to_tensor
+from sesim.tiling import auto_tile, available_memory, bytes_per_pixel, count_tiles, fit_tile, translate_tiled
 
 # The generator's reflection pads need at least 2 pixels at quarter resolution.
 MIN_SIZE = 8
@@ -36,6 +39,7 @@ def translate_tensor(
     ``autocast=torch.bfloat16`` runs the generator under bf16 autocast (fast on GPUs); ``style``
     (``(style_dim,)``) is the code of a multi-modal generator."""
     padded, (height, width) = pad_to_multiple(images)
+    padded = padded.to(next(generator.parameters()).dtype)  # float64 generators of fp64 reference runs
     with torch.autocast(images.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
         if style is None:
             translated = generator(padded)
@@ -44,12 +48,74 @@ def translate_tensor(
     return translated[:, :, :height, :width].float()
 
 
-def _outputs(inputs: list[Path], source: Path, output: Path) -> list[Path]:
+class OutOfMemory(DataError):
+    """An image too large to translate whole in the memory there is."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and the file(s) its translation goes to (one per style code)."""
+
+    source: Path
+    targets: tuple[Path, ...]
+
+
+def plan_outputs(inputs: list[Path], source: Path, output: Path, styles: int = 0) -> tuple[list[Job], list[str]]:
+    """Where each translation is written, and notes on names that had to change.
+
+    A folder gives ``output/<stem>.png``; inputs that share a stem (``a.jpg``, ``a.png``) keep
+    their extension in the name (``a_jpg.png``, ``a_png.png``) so neither overwrites the other. A
+    file gives ``output`` itself when it has an image extension, else ``output/<stem>.png``. With
+    ``styles`` K > 0 every name gets ``_s0 ... _sK-1``.
+    """
+    notes: list[str] = []
     if source.is_dir():
-        return [output / (p.stem + ".png") for p in inputs]
-    if output.suffix.lower() in IMAGE_EXTENSIONS:
-        return [output]
-    return [output / (source.stem + ".png")]
+        stems: dict[str, list[Path]] = {}
+        for path in inputs:
+            stems.setdefault(path.stem.lower(), []).append(path)
+        names = []
+        for path in inputs:
+            shared = len(stems[path.stem.lower()]) > 1
+            names.append(output / (f"{path.stem}_{path.suffix[1:].lower()}.png" if shared else f"{path.stem}.png"))
+        for group in (g for g in stems.values() if len(g) > 1):
+            notes.append(f"{', '.join(p.name for p in group)} share a name: their translations keep the extension")
+    elif output.suffix.lower() in IMAGE_EXTENSIONS:
+        names = [output]
+    else:
+        names = [output / (source.stem + ".png")]
+    jobs = [
+        Job(path, tuple(name.with_name(f"{name.stem}_s{k}{name.suffix}") for k in range(styles)) if styles else (name,))
+        for path, name in zip(inputs, names, strict=True)
+    ]
+    return jobs, notes
+
+
+def check_outputs(jobs: list[Job], source: Path, output: Path, overwrite: bool) -> None:
+    """Refuse outputs that would replace an input, land among the inputs, or collide."""
+    seen: dict[str, Path] = {}
+    for job in jobs:
+        for target in job.targets:
+            key = str(target.resolve()).lower()
+            if key in seen:
+                raise DataError(f"output: {seen[key]} and {target} would be the same file; rename one input")
+            seen[key] = target
+    if overwrite:
+        return
+    if source.is_dir():
+        folder, out = source.resolve(), output.resolve()
+        if out == folder or folder in out.parents:
+            raise DataError(
+                f"output: {output} is inside the input folder {source}, where translations would mix with "
+                "the inputs; choose another folder or pass --overwrite"
+            )
+    inputs = {job.source.resolve() for job in jobs}
+    for job in jobs:
+        for target in job.targets:
+            if target.resolve() in inputs:
+                raise DataError(
+                    f"output: {target} is an input image and would be overwritten; choose another output "
+                    "or pass --overwrite"
+                )
 
 
 def translate_paths(
@@ -60,45 +126,103 @@ def translate_paths(
     batch_size: int = 8,
     autocast: torch.dtype | None = None,
     styles: torch.Tensor | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    notes: list[str] | None = None,
 ) -> list[Path]:
     """Translate a file or every image of a folder; consecutive images of one size share a batch.
 
-    Output: for a folder, ``output/<stem>.png`` each; for a file, ``output`` itself when it has an
-    image extension, else ``output/<stem>.png``. With ``styles`` (``(K, style_dim)``, a
-    multi-modal generator) every input gets K outputs ``<stem>_s<k>.png``.
+    Output names: see :func:`plan_outputs`; an output that is an input file or lies inside the
+    input folder is refused unless ``overwrite``. ``tile``: ``None`` translates whole images
+    unless the memory estimate says one would not fit (then tiles of a size that does), ``0``
+    always whole, ``N`` in ``N x N`` tiles (:func:`sesim.tiling.translate_tiled`) for any image
+    larger than that. ``progress``: a bar over images and tiles (``None``: on a terminal only).
+    ``notes`` collects what the caller should tell the user (renamed outputs, automatic tiling).
     """
-    source, output = Path(source), Path(output)
+    source, output, device = Path(source), Path(output), torch.device(device)
+    notes = [] if notes is None else notes
     if not source.exists():
         raise DataError(f"input not found: {source}")
     inputs = list_images(source, "input") if source.is_dir() else [source]
-    targets = _outputs(inputs, source, output)
+    jobs, renamed = plan_outputs(inputs, source, output, 0 if styles is None else len(styles))
+    notes.extend(renamed)
+    check_outputs(jobs, source, output, overwrite)
     try:
-        targets[0].parent.mkdir(parents=True, exist_ok=True)
+        jobs[0].targets[0].parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DataError(f"output: cannot create {targets[0].parent} ({error.strerror or error})") from None
+        raise DataError(f"output: cannot create {jobs[0].targets[0].parent} ({error.strerror or error})") from None
+    per_pixel = bytes_per_pixel(generator, device) if tile is None else 0.0
+    free = available_memory(device) if tile is None else None
+    codes = [None] if styles is None else list(styles)
     written: list[Path] = []
-    for group in _same_size_groups(zip(inputs, targets, strict=True), batch_size):
-        batch = torch.stack([to_tensor(image) for _, _, image in group]).to(device)
-        if styles is None:
-            for (_, target, _), result in zip(group, translate_tensor(generator, batch, autocast), strict=True):
-                to_image(result).save(target)
-                written.append(target)
-            continue
-        for k, style in enumerate(styles):
-            for (_, target, _), result in zip(group, translate_tensor(generator, batch, autocast, style), strict=True):
-                styled = target.with_name(f"{target.stem}_s{k}.png")
-                to_image(result).save(styled)
-                written.append(styled)
+    bar = tqdm(total=len(jobs), unit="image", disable=None if progress is None else not progress, leave=False)
+    for group in _same_size_groups(jobs, batch_size):
+        width, height = group[0][1].size
+        side, parts = tile or 0, [group]
+        if tile is None and auto_tile(height * width, free, per_pixel) is not None:  # one image does not fit
+            side = fit_tile(height, width, auto_tile(height * width, free, per_pixel))
+            parts = [[item] for item in group]
+            notes.append(
+                f"{group[0][0].source.name} ({width}x{height}) would need ~{height * width * per_pixel / 2**30:.1f} "
+                f"GiB, {free / 2**30:.1f} GiB are free: translated in {side}x{side} tiles (--tile N to choose)"
+            )
+        elif tile is None and auto_tile(len(group) * height * width, free, per_pixel) is not None:
+            parts = [[item] for item in group]  # the batch does not fit, one image does
+        for part in parts:
+            images = torch.stack([to_tensor(image) for _, image in part]).to(device)
+            for k, code in enumerate(codes):
+                results = _translate_batch(generator, images, autocast, code, side, overlap, bar, part)
+                for (job, _), result in zip(part, results, strict=True):
+                    to_image(result).save(job.targets[k])
+                    written.append(job.targets[k])
+            bar.update(len(part))
+    bar.close()
     return written
 
 
-def _same_size_groups(pairs: Iterable[tuple[Path, Path]], batch_size: int):
+def _translate_batch(generator, images, autocast, style, tile: int, overlap, bar, group) -> torch.Tensor:
+    height, width = images.shape[-2:]
+    try:
+        if not tile or max(height, width) <= tile:
+            return translate_tensor(generator, images, autocast, style)
+        results = []
+        for image in images:
+            padded, (h, w) = pad_to_multiple(image[None])
+            padded = padded.to(next(generator.parameters()).dtype)
+
+            def run(piece: torch.Tensor) -> torch.Tensor:
+                with torch.autocast(piece.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+                    if style is None:
+                        return generator(piece)
+                    return generator(piece, style.to(piece.device).expand(len(piece), -1))
+
+            tiles = tqdm(
+                total=count_tiles(*padded.shape[-2:], tile, overlap), unit="tile", disable=bar.disable, leave=False
+            )
+            out = translate_tiled(run, padded, tile, overlap, progress=tiles.update)
+            tiles.close()
+            results.append(out[0, :, :h, :w])
+        return torch.stack(results)
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        if not isinstance(error, torch.OutOfMemoryError) and "allocate" not in str(error):
+            raise
+        name = group[0][0].source
+        smaller = max(64, tile // 2 - tile // 2 % 64) if tile else 1024
+        raise OutOfMemory(
+            f"translating {name} ({width}x{height}) ran out of memory; translate it in tiles: --tile {smaller}"
+            + (" (or smaller), or --batch-size 1" if len(images) > 1 else " (or smaller)")
+        ) from None
+
+
+def _same_size_groups(jobs: Iterable[Job], batch_size: int):
     group: list = []
-    for path, target in pairs:
-        image = load_rgb(path)
-        if group and (image.size != group[0][2].size or len(group) == batch_size):
+    for job in jobs:
+        image = load_rgb(job.source)
+        if group and (image.size != group[0][1].size or len(group) == batch_size):
             yield group
             group = []
-        group.append((path, target, image))
+        group.append((job, image))
     if group:
         yield group
