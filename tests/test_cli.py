@@ -25,7 +25,8 @@ def test_dry_run_prints_resolved_config(capsys):
 @pytest.mark.parametrize(
     "argv,fragment",
     [
-        (["train", "fsesim", "--set", "train.nope=1", "--dry-run"], "train.nope: unknown key"),
+        (["train", "fsesim", "--set", "train.nope=1", "--dry-run"], "--set train.nope=1: unknown key"),
+        (["train", "fsesim", "--set", "train.batch_sise=4", "--dry-run"], "did you mean train.batch_size?"),
         (["train", "fsesim"], "--data DIR is required"),
         (["train", "fsesim", "--data", "/nonexistent/x"], "folder not found"),
         (["train", "nopreset", "--data", "x"], "unknown config 'nopreset'"),

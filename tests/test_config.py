@@ -34,9 +34,10 @@ def test_overrides_are_typed():
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["train.batch_sise=4"], r"train\.batch_sise: unknown key"),
-        (["train.batch_size=four"], r"train\.batch_size: .*integer"),
-        (["train.batch_size=0"], r"train\.batch_size: .*greater than or equal to 1"),
+        (["train.batch_sise=4"], r"--set train\.batch_sise=4: unknown key; did you mean train\.batch_size\?"),
+        (["train.batch_size=four"], r"--set train\.batch_size=four: .*integer"),
+        (["train.batch_size=0"], r"--set train\.batch_size=0: .*greater than or equal to 1"),
+        (["trian.batch_size=4"], r"--set trian\.batch_size=4: unknown key; did you mean train\?"),
         (["loss.mode=l2"], r"loss\.mode"),
         (["data.crop_size=300"], "larger than load_size"),
         (["batch_size"], "expected KEY=VALUE"),

@@ -24,7 +24,8 @@ def data(tmp_path_factory):
 
 
 def losses(run_dir):
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [{key: value for key, value in record.items() if key != "time"} for record in records]
 
 
 def close_runs(a, b, rel, steps=None, tiny=1e-4):

@@ -34,10 +34,22 @@ def one_line(error: BaseException) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sesim.training.loop import train
+    from sesim.training.loop import resume_config, train
 
     if args.resume:
-        run_dir = train(None, resume=args.resume)
+        if args.config:
+            raise ConfigError(f"train: give a preset ({args.config}) or --resume {args.resume}, not both")
+        if args.init_from:
+            raise ConfigError("train: --init-from starts a new run; --resume continues one: give one of them")
+        overrides = list(args.set or [])
+        if args.data:  # the run's data moved: a folder with trainA/ and trainB/ replaces what it had
+            overrides += [f"data.root={Path(args.data).absolute()}", "data.folder_a=", "data.folder_b="]
+        config, checkpoint = resume_config(args.resume, overrides)
+        if args.dry_run:
+            print(to_yaml(config), end="")
+            print(f"# would resume {args.resume} at step {checkpoint['step']} (dry run: nothing trained)")
+            return 0
+        run_dir = train(config, resume=args.resume, checkpoint=checkpoint)
         print(f"resumed and finished: {run_dir}")
         return 0
     if not args.config:
@@ -45,6 +57,8 @@ def _train(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.data:
         overrides.append(f"data.root={args.data}")
+    if args.init_from:
+        overrides.append(f"train.init_from={args.init_from}")
     config = load_config(args.config, overrides)
     if args.dry_run:
         print(to_yaml(config), end="")
@@ -227,7 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="dataset folder with trainA/ and trainB/")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.batch_size=4")
     train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly from its latest checkpoint")
+    train.add_argument(
+        "--resume", metavar="RUN_DIR",
+        help="continue a run exactly from its latest checkpoint; --set may change steps, schedule length, "
+        "logging, workers and data paths (not networks or losses); --data points at moved data",
+    )  # fmt: skip
+    train.add_argument(
+        "--init-from",
+        metavar="RUN_DIR",
+        help="fine-tune: a new run that starts from this run's weights (fresh optimizers)",
+    )
     train.set_defaults(run=_train)
 
     translate = commands.add_parser("translate", help="translate an image or a folder with a checkpoint")

@@ -6,6 +6,7 @@ Builders receive only their own section (``config.loss``, ``config.model.generat
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -137,6 +138,7 @@ class TrainConfig(Section):
     channels_last: Literal["auto"] | bool = "auto"  # NHWC layout; auto: on CUDA (no gain measured on CPU)
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"  # torch.compile mode
     max_nonfinite_steps: int = Field(10, ge=0)  # then stop, with the last good checkpoint intact
+    init_from: str | None = None  # fine-tune: start from this run's (or checkpoint's) weights, fresh optimizers
 
 
 class ValidationConfig(Section):
@@ -230,19 +232,81 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node[keys[-1]] = value
 
 
-def validate(data: dict[str, Any], source: str) -> RunConfig:
-    """Validate a nested dict; the first problem becomes a one-line ``ConfigError``."""
+def _section_fields(location: tuple) -> list[str]:
+    """The valid keys of the section at ``location`` (a pydantic error location)."""
+    model: Any = RunConfig
+    for part in location:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return list(model.model_fields)
+
+
+def validate(data: dict[str, Any], source: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Validate a nested dict; the first problem becomes a one-line ``ConfigError``. A problem
+    with a key given by an override names that ``--set``; an unknown key suggests the nearest."""
     try:
         return RunConfig.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        location = tuple(first["loc"])
+        where = ".".join(str(part) for part in location) or "(top level)"
         if first["type"] == "extra_forbidden":
-            message = "unknown key; check the spelling against the preset"
+            valid = _section_fields(location[:-1])
+            near = difflib.get_close_matches(str(location[-1]), valid, n=1)
+            message = (
+                f"unknown key; did you mean {'.'.join([*map(str, location[:-1]), near[0]])}?"
+                if near
+                else (f"unknown key; valid keys here: {', '.join(valid)}")
+            )
         else:
             message = first["msg"]
         more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+        for assignment in overrides:
+            key = assignment.split("=", 1)[0].strip()
+            if where == key or where.startswith(key + ".") or key.startswith(where + "."):
+                raise ConfigError(f"--set {assignment}: {message}{more}") from None
         raise ConfigError(f"{source}: {where}: {message}{more}") from None
+
+
+# What ``sesim train --resume RUN --set ...`` may change: how long and how the run goes on, where
+# its data is, how it logs. Everything else (networks, losses, method, batch, optimizer) shaped
+# the weights and optimizer states in the checkpoint, so changing it would not be that run.
+RESUMABLE = (
+    "train.max_steps", "train.epochs", "train.decay_epochs", "train.device", "train.nan_guard",
+    "train.max_nonfinite_steps", "train.compile", "train.deterministic", "train.channels_last",
+    "data.root", "data.folder_a", "data.folder_b", "data.workers", "data.prefetch", "data.cache_images",
+    "data.on_bad_image", "validation.every", "validation.folder_a", "validation.folder_b", "validation.max_images",
+    "log.every", "log.sample_every", "log.checkpoint_every", "log.tensorboard", "log.progress",
+)  # fmt: skip
+
+
+def check_resumable(assignment: str) -> None:
+    key = assignment.split("=", 1)[0].strip()
+    if key not in RESUMABLE:
+        raise ConfigError(
+            f"--set {assignment}: {key} cannot change when resuming (the checkpoint's weights and optimizer "
+            f"states were made with the run's value); start a new run, or fine-tune from this one with "
+            f"--init-from RUN_DIR. On resume these can change: {', '.join(RESUMABLE)}"
+        )
+
+
+def absolute_paths(config: RunConfig) -> RunConfig:
+    """The config with every folder made absolute, so a run resumes from any working directory."""
+
+    def absolute(value: str | None) -> str | None:
+        return None if value is None else str(Path(value).expanduser().absolute())
+
+    data = config.data.model_copy(
+        update={key: absolute(getattr(config.data, key)) for key in ("root", "folder_a", "folder_b")}
+    )
+    validation = config.validation.model_copy(
+        update={key: absolute(getattr(config.validation, key)) for key in ("folder_a", "folder_b")}
+    )
+    train = config.train.model_copy(update={"init_from": absolute(config.train.init_from)})
+    return config.model_copy(update={"data": data, "validation": validation, "train": train})
 
 
 def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
@@ -251,7 +315,7 @@ def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
     data = _read_yaml(path)
     for assignment in overrides:
         apply_override(data, assignment)
-    return validate(data, str(path))
+    return validate(data, str(path), overrides)
 
 
 def to_yaml(config: RunConfig) -> str:

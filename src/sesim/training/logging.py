@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import html
 import json
 import re
@@ -38,6 +39,11 @@ def new_run_dir(out_dir: str | Path, name: str) -> Path:
     raise RuntimeError(f"could not create a new run directory in {out_dir}")
 
 
+def _now() -> str:
+    """Wall-clock time of a log line, UTC, to the millisecond (ISO 8601)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
 class RunLogger:
     """Scalars to ``log.jsonl`` (always) and TensorBoard (when installed and enabled)."""
 
@@ -54,7 +60,7 @@ class RunLogger:
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
         with self.path.open("a") as file:
-            file.write(json.dumps({"step": step, **scalars}) + "\n")
+            file.write(json.dumps({"step": step, "time": _now(), **scalars}) + "\n")
         if self.writer is not None:
             for key, value in scalars.items():
                 self.writer.add_scalar(key, value, step)
@@ -62,7 +68,7 @@ class RunLogger:
     def event(self, step: int, name: str, **fields) -> None:
         """A non-scalar record (e.g. a skipped step and its files), to ``log.jsonl`` only."""
         with self.path.open("a") as file:
-            file.write(json.dumps({"step": step, "event": name, **fields}) + "\n")
+            file.write(json.dumps({"step": step, "time": _now(), "event": name, **fields}) + "\n")
 
     def close(self) -> None:
         if self.writer is not None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
+import shutil
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -13,7 +16,17 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sesim.config import RunConfig, to_yaml, validate
+from sesim.config import (
+    RESUMABLE,
+    ConfigError,
+    RunConfig,
+    absolute_paths,
+    apply_override,
+    check_resumable,
+    to_yaml,
+    validate,
+)
+from sesim.data.images import DataError
 from sesim.data.unpaired import StepSampler, UnpairedImages, domain_folders, mix_seed
 from sesim.methods import METHODS, NonFiniteLoss, Optimization, TranslationMethod, build_generator
 from sesim.training import distributed
@@ -157,30 +170,129 @@ def _restore_process_state(
     )
 
 
-def train(config: RunConfig | None, resume: str | Path | None = None) -> Path:
+def banner(
+    run_dir: Path,
+    step: int,
+    dataset: UnpairedImages,
+    device: torch.device,
+    config: RunConfig,
+    processes: int,
+    constant_steps: int,
+    total_steps: int,
+) -> str:
+    """What a run is about to do, in a few lines: folder, data, device, steps and lr schedule."""
+    t = config.train
+    per_epoch = math.ceil(len(dataset) / t.batch_size)
+    scheduled = (t.epochs + t.decay_epochs) * per_epoch
+    start = f"resumed at step {step}" if step else "new run"
+    lines = [
+        f"sesim: {run_dir} ({start}, method {config.method}, preset name {config.name})",
+        f"  data: {len(dataset.files_a)} A images from {dataset.files_a[0].parent}, "
+        f"{len(dataset.files_b)} B images from {dataset.files_b[0].parent}",
+        f"  device: {device}, precision {t.precision}, {processes} process(es), batch {t.batch_size} "
+        f"({per_epoch} steps per epoch)",
+        f"  steps: {total_steps} (~{total_steps / per_epoch:.1f} epochs); lr {t.lr:g} constant to step "
+        f"{constant_steps}, then linear to 0 at step {total_steps}",
+    ]
+    if t.max_steps and t.max_steps != scheduled:
+        lines.append(
+            f"  train.max_steps={t.max_steps} compresses the preset's {t.epochs}+{t.decay_epochs} epochs "
+            f"({scheduled} steps) into {total_steps}, keeping their constant/decay proportion"
+        )
+    return "\n".join(lines)
+
+
+def resume_config(resume: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[RunConfig, dict]:
+    """The stored config of the run to resume, with the ``--set`` overrides a resume may apply
+    (:data:`sesim.config.RESUMABLE`; anything else is a ``ConfigError`` naming the flag), and the
+    checkpoint it continues from."""
+    checkpoint = load_checkpoint(resume)
+    data = copy.deepcopy(checkpoint["config"])
+    for assignment in overrides:
+        check_resumable(assignment)
+        apply_override(data, assignment)
+    return validate(data, f"{resume} (stored config)", overrides), checkpoint
+
+
+def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint: dict | None = None) -> Path:
     """Train a translator; returns the run directory.
 
     Under ``torchrun`` each process runs this function; rank 0 writes the run directory.
 
     Args:
-        config: the resolved run configuration (its data must be set); ``None`` with ``resume``.
-        resume: a run directory (or checkpoint file) to continue exactly where it stopped; its
-            stored config is used and the run continues in the same directory (with any number
-            of processes).
+        config: the resolved run configuration (its data must be set); with ``resume``, ``None``
+            takes the run's stored config, or pass :func:`resume_config`'s (changes only in
+            :data:`sesim.config.RESUMABLE` keys).
+        resume: a run directory (or checkpoint file) to continue exactly where it stopped, in the
+            same directory (with any number of processes).
+        checkpoint: the loaded checkpoint of ``resume``, when the caller already has it.
     """
-    checkpoint = None
     if resume is not None:
-        checkpoint = load_checkpoint(resume)
-        config = validate(checkpoint["config"], f"{resume} (stored config)")
+        checkpoint = checkpoint if checkpoint is not None else load_checkpoint(resume)
+        stored = validate(checkpoint["config"], f"{resume} (stored config)")
+        config = stored if config is None else config
+        _check_same_run(stored, config)
     if config is None:
         raise ValueError("train: give a config, or resume=RUN_DIR")
     if config.data.root is None and config.data.folder_a is None:
-        raise ValueError("no data: pass --data DIR (with trainA/ and trainB/) or set data.folder_a and data.folder_b")
+        raise ConfigError("no data: pass --data DIR (with trainA/ and trainB/) or set data.folder_a and data.folder_b")
+    if resume is not None:
+        _check_data_is_here(config)
+    else:
+        config = absolute_paths(config)
     processes, device_name = distributed.start(config.train.device)
     try:
         return _train(config, checkpoint, resume, processes, pick_device(device_name))
     finally:
         distributed.stop(processes)
+
+
+def _check_same_run(stored: RunConfig, config: RunConfig) -> None:
+    """A resumed config may differ from the stored one only where a resume may change it."""
+    flat_stored, flat_new = _flatten(stored.model_dump(mode="json")), _flatten(config.model_dump(mode="json"))
+    changed = [key for key in flat_new if flat_new[key] != flat_stored.get(key) and key not in RESUMABLE]
+    if changed:
+        raise ConfigError(f"{changed[0]}: cannot change when resuming; start a new run or use --init-from RUN_DIR")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_data_is_here(config: RunConfig) -> None:
+    """Runs started before paths were stored absolute hold a folder relative to where they began."""
+    folders = [config.data.folder_a, config.data.folder_b] if config.data.folder_a else [config.data.root]
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise DataError(
+                f"the run's data folder {folder} is not found from {Path.cwd()}; pass --data DIR "
+                "(or --set data.folder_a=... --set data.folder_b=...) to say where it is now"
+            )
+
+
+def _load_initial_weights(method: TranslationMethod, source: str) -> list[str]:
+    """Fine-tuning: copy the networks a checkpoint has into the new run's; returns the ones it lacked."""
+    document = load_checkpoint(source)
+    missing = []
+    for name, module in method.trained_modules().items():
+        if name not in document["networks"]:
+            missing.append(name)
+            continue
+        try:
+            module.load_state_dict(document["networks"][name])
+        except RuntimeError as error:
+            first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+            raise CheckpointError(
+                f"train.init_from={source}: its {name} does not fit this config's ({first}); "
+                "use the same network settings (model.*) as the run you start from"
+            ) from None
+    return missing
 
 
 def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Processes, device: torch.device) -> Path:
@@ -232,7 +344,12 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
         for name, optimizer in method.optimizers.items()
     }
 
-    step, resume_note = 0, None
+    step, resume_note, notes = 0, None, []
+    if checkpoint is None and t.init_from:
+        missing = _load_initial_weights(method, t.init_from)
+        notes.append(
+            f"weights from {t.init_from}" + (f" (not in it, so fresh: {', '.join(missing)})" if missing else "")
+        )
     if checkpoint is not None:
         run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
         for name, module in method.trained_modules().items():
@@ -243,10 +360,14 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
             scheduler.load_state_dict(checkpoint["schedulers"][name])
         resume_note = _restore_process_state(checkpoint, processes, query_rng, method, device)
         step = checkpoint["step"]
-    elif processes.main:
-        run_dir = new_run_dir(log.out_dir, config.name)
-        (run_dir / "config.yaml").write_text(to_yaml(config))
-    run_dir = Path(str(processes.gather(str(run_dir) if processes.main else None)[0]))
+        stored = _flatten(checkpoint["config"])
+        changes = [
+            f"{k}: {stored.get(k)} -> {v}"
+            for k, v in _flatten(config.model_dump(mode="json")).items()
+            if stored.get(k) != v
+        ]
+        if changes:
+            notes.append("changed on resume: " + "; ".join(changes))
 
     if t.compile != "off":
         for module in method.compile_targets():
@@ -284,12 +405,19 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
         generator=torch.Generator().manual_seed(t.seed),
         worker_init_fn=_own_process_group,
     )
-    main = processes.main
+    main, fresh = processes.main, checkpoint is None
+    if main and (fresh or notes):  # a new run's folder, or a resumed run's config as it now is
+        run_dir = new_run_dir(log.out_dir, config.name) if fresh else run_dir
+        (run_dir / "config.yaml").write_text(to_yaml(config))
+    run_dir = Path(str(processes.gather(str(run_dir) if main else None)[0]))
     logger = RunLogger(run_dir, tensorboard=log.tensorboard) if main else None
+    if main:
+        print(banner(run_dir, step, dataset, device, config, processes.world_size, constant_steps, total_steps))
     bar = tqdm(total=total_steps, initial=step, disable=not (log.progress and main), unit="step", dynamic_ncols=True)
-    if resume_note and main:
-        bar.write(f"note: {resume_note}")
-        logger.event(step, "resumed", note=resume_note)
+    for note in [resume_note, *notes] if main else []:
+        if note:
+            bar.write(f"note: {note}", file=sys.stderr)
+            logger.event(step, "resumed" if note is resume_note else "note", note=note)
     nonfinite_steps = 0
     skipped_files: set[str] = set()
     stops = _StopRequests()
@@ -358,6 +486,12 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
                     save(f"step_{step:07d}.pt", "latest.pt")
                 if stop_now:
                     raise Interrupted(run_dir, step)
+    except BaseException:
+        if fresh and step == 0 and main:  # nothing trained: leave no empty numbered folder behind
+            if logger is not None:
+                logger.close()
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         bar.close()

@@ -1,0 +1,126 @@
+"""`sesim train --resume` does what the user says: a dry run only prints, --set extends or
+refuses with a reason, the data path survives a change of folder, --init-from fine-tunes; a run
+that fails before its first step leaves no folder; the start banner and timestamps."""
+
+import hashlib
+import json
+import shutil
+
+import pytest
+
+from sesim.cli import main
+from sesim.training.checkpoint import load_checkpoint
+from tests.helpers import TINY, tiny_data
+
+FLAGS = [arg for item in TINY for arg in ("--set", item)]
+
+
+def sets(*items):
+    return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.fixture()
+def started(tmp_path, monkeypatch, capsys):
+    """A 3-step run started from tmp_path with a *relative* data path."""
+    monkeypatch.chdir(tmp_path)
+    tiny_data(tmp_path / "tiny")
+    assert main(["train", "fsesim", "--data", "tiny", *FLAGS, *sets("train.max_steps=3", "log.out_dir=runs")]) == 0
+    capsys.readouterr()
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    return run_dir
+
+
+def steps(run_dir):
+    return [json.loads(line)["step"] for line in (run_dir / "log.jsonl").read_text().splitlines() if "loss/g" in line]
+
+
+def digest(run_dir):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_dry_run_with_resume_only_prints(started, capsys):
+    before = digest(started)
+    assert main(["train", "--resume", str(started), "--dry-run", *sets("train.max_steps=6")]) == 0
+    out = capsys.readouterr().out
+    assert "max_steps: 6" in out and "would resume" in out and "at step 3" in out
+    assert digest(started) == before
+
+
+def test_set_on_resume_extends_the_run(started, capsys):
+    assert main(["train", "--resume", str(started), *sets("train.max_steps=6")]) == 0
+    captured = capsys.readouterr()
+    assert steps(started) == [1, 2, 3, 4, 5, 6]
+    assert load_checkpoint(started)["step"] == 6 and load_checkpoint(started)["config"]["train"]["max_steps"] == 6
+    assert "train.max_steps: 3 -> 6" in captured.err and "max_steps: 6" in (started / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    "assignment,fragment",
+    [
+        ("model.generator.ngf=16", "model.generator.ngf cannot change when resuming"),
+        ("loss.taps=[relu1_1]", "loss.taps cannot change when resuming"),
+        ("method=cyclegan", "method cannot change when resuming"),
+        ("train.max_stepz=9", "train.max_stepz cannot change when resuming"),
+    ],
+)
+def test_set_on_resume_refuses_what_made_the_weights(started, capsys, assignment, fragment):
+    before = digest(started)
+    assert main(["train", "--resume", str(started), *sets(assignment)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "--init-from" in err and err.count("\n") == 1
+    assert digest(started) == before
+
+
+def test_resume_from_another_folder_and_with_moved_data(started, tmp_path, monkeypatch, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", "--resume", str(started), *sets("train.max_steps=4")]) == 0  # stored absolute
+    shutil.move(tmp_path / "tiny", tmp_path / "moved")
+    before = digest(started)
+    assert main(["train", "--resume", str(started), *sets("train.max_steps=5")]) == 2
+    err = capsys.readouterr().err
+    assert "the run's data folder" in err and "--data DIR" in err and digest(started) == before
+    assert main(["train", "--resume", str(started), "--data", str(tmp_path / "moved"), *sets("train.max_steps=5")]) == 0
+    assert steps(started) == [1, 2, 3, 4, 5]
+    assert load_checkpoint(started)["config"]["data"]["root"] == str(tmp_path / "moved")
+
+
+def test_resume_and_a_preset_together_is_an_error(started, capsys):
+    assert main(["train", "fsesim", "--resume", str(started)]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_init_from_fine_tunes_in_a_new_run(started, tmp_path, capsys):
+    assert main(["train", "fsesim", "--data", "tiny", "--init-from", str(started), *FLAGS,
+                 *sets("train.max_steps=1", "log.out_dir=runs")]) == 0  # fmt: skip
+    assert "weights from" in capsys.readouterr().err
+    new = max((tmp_path / "runs").iterdir())
+    assert new != started and steps(new) == [1]
+    document = load_checkpoint(new)
+    assert document["config"]["train"]["init_from"] == str(started)
+    assert document["step"] == 1 and document["optimizers"]["generator"]["state"]  # fresh Adam, one step
+
+    # A network of another shape is refused with the reason, and leaves no run folder.
+    assert main(["train", "fsesim", "--data", "tiny", "--init-from", str(started), *FLAGS,
+                 *sets("train.max_steps=1", "log.out_dir=runs", "model.generator.ngf=4")]) == 2  # fmt: skip
+    assert "does not fit this config" in capsys.readouterr().err
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_folder(tmp_path, capsys):
+    data = tiny_data(tmp_path / "data")
+    (data / "trainA" / "0000.png").write_bytes(b"not a png")
+    out = tmp_path / "runs"
+    assert main(["train", "fsesim", "--data", str(data), *FLAGS, *sets(f"log.out_dir={out}", "train.max_steps=2")]) == 2
+    assert "cannot read image" in capsys.readouterr().err
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_banner_and_timestamps(started, tmp_path, capsys):
+    assert main(["train", "fsesim", "--data", "tiny", *FLAGS, *sets("train.max_steps=2", "log.out_dir=runs")]) == 0
+    out = capsys.readouterr().out
+    assert "6 A images" in out and "6 B images" in out and "device: cpu" in out
+    assert "steps: 2" in out and "compresses the preset's 200+200 epochs" in out
+    records = [json.loads(line) for line in (started / "log.jsonl").read_text().splitlines()]
+    assert records and all(record["time"].endswith("+00:00") for record in records)
