@@ -433,7 +433,7 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
                 for path in (p for joined in batch["skipped"] for p in joined.split("\n") if p):
                     if path not in skipped_files:
                         skipped_files.add(path)
-                        bar.write(f"warning: skipped unreadable image {path}")
+                        bar.write(f"warning: skipped unreadable image {path}", file=sys.stderr)
                         if main:
                             logger.event(step + 1, "skipped_image", file=path, skipped_so_far=len(skipped_files))
                 try:
@@ -445,7 +445,7 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
                     files = [*batch["path_a"], *batch["path_b"]]
                     if main:
                         logger.event(step + 1, "non_finite_loss", loss=error.name, value=str(error.value), files=files)
-                    bar.write(f"step {step + 1}: {error}; files: {', '.join(files)}")
+                    bar.write(f"warning: step {step + 1}: {error}; files: {', '.join(files)}", file=sys.stderr)
                     if nonfinite_steps > t.max_nonfinite_steps:
                         raise TrainingStopped(
                             f"{nonfinite_steps} steps with non-finite losses (train.max_nonfinite_steps="
