@@ -16,10 +16,49 @@ from sesim.training.loop import train
 from tests.helpers import TINY, tiny_config, tiny_data
 
 
-def test_dry_run_prints_resolved_config(capsys):
-    assert main(["train", "lsesim", "--data", "somewhere", "--set", "train.batch_size=4", "--dry-run"]) == 0
+def test_dry_run_prints_resolved_config_and_checks_it(tmp_path, capsys):
+    data = tiny_data(tmp_path / "data")
+    flags = [arg for item in [*TINY, f"log.out_dir={tmp_path / 'runs'}"] for arg in ("--set", item)]
+    assert main(["train", "lsesim", "--data", str(data), *flags, "--set", "train.batch_size=4", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "batch_size: 4" in out and "root: somewhere" in out and "learned: true" in out
+    assert "batch_size: 4" in out and f"root: {data}" in out and "learned: true" in out
+    assert "# ok: data: 6 A images" in out and "nothing trained" in out
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "extra,fragment",
+    [
+        (["--set", "loss.taps=[relu9_9]"], "relu9_9"),
+        (["--set", "loss.backbone_weights=imagenet"], "--set loss.backbone=efficientnet_lite0"),
+        (["--set", "train.device=cuda:3"], "no CUDA device"),
+        (["--set", "validation.every=5", "--set", "validation.folder_a=/no/val", "--set", "validation.folder_b=/no/v"],
+         "folder not found: /no/val"),
+    ],
+)  # fmt: skip
+def test_dry_run_catches_what_a_real_start_would(tmp_path, capsys, monkeypatch, extra, fragment):
+    import sesim.backbones.vgg as vgg
+
+    monkeypatch.setattr(vgg, "cached_or_download", _offline)
+    data = tiny_data(tmp_path / "data")
+    flags = [arg for item in TINY for arg in ("--set", item)]
+    assert main(["train", "fsesim", "--data", str(data), *flags, *extra, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1
+
+
+def _offline(url, file_name, what, hint):
+    from sesim.backbones import WeightsUnavailableError
+
+    raise WeightsUnavailableError(f"{what}: no local weights and the download failed (URLError); {hint}")
+
+
+def test_one_key_switches_the_backbone_with_its_taps():
+    from sesim.config import load_config
+
+    config = load_config("fsesim", ["loss.backbone=efficientnet_lite0"])
+    assert config.loss.taps == ["stage2", "stage3", "stage5"]
+    assert load_config("fsesim", ["loss.backbone=efficientnet_lite0", "loss.taps=[stage4]"]).loss.taps == ["stage4"]
 
 
 @pytest.mark.parametrize(

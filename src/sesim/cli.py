@@ -34,7 +34,7 @@ def one_line(error: BaseException) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sesim.training.loop import resume_config, train
+    from sesim.training.loop import preflight, resume_config, train
 
     if args.resume:
         if args.config:
@@ -47,6 +47,8 @@ def _train(args: argparse.Namespace) -> int:
         config, checkpoint = resume_config(args.resume, overrides)
         if args.dry_run:
             print(to_yaml(config), end="")
+            for line in preflight(config):
+                print(f"# ok: {line}")
             print(f"# would resume {args.resume} at step {checkpoint['step']} (dry run: nothing trained)")
             return 0
         run_dir = train(config, resume=args.resume, checkpoint=checkpoint)
@@ -62,6 +64,9 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     if args.dry_run:
         print(to_yaml(config), end="")
+        for line in preflight(config):
+            print(f"# ok: {line}")
+        print("# dry run: every check a real start makes passed; nothing trained")
         return 0
     if config.data.root is None and config.data.folder_a is None:
         raise ConfigError(
@@ -240,7 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", help=f"preset ({', '.join(preset_names())}) or YAML file")
     train.add_argument("--data", help="dataset folder with trainA/ and trainB/")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.batch_size=4")
-    train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    train.add_argument(
+        "--dry-run", action="store_true",
+        help="print the resolved config and check what a real start checks (data, taps, weights, device); no training",
+    )  # fmt: skip
     train.add_argument(
         "--resume", metavar="RUN_DIR",
         help="continue a run exactly from its latest checkpoint; --set may change steps, schedule length, "

@@ -315,6 +315,13 @@ def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
     data = _read_yaml(path)
     for assignment in overrides:
         apply_override(data, assignment)
+    keys = {assignment.split("=", 1)[0].strip() for assignment in overrides}
+    if "loss.backbone" in keys and "loss.taps" not in keys:  # one key switches backbone and its taps
+        from sesim.backbones import DEFAULT_TAPS
+
+        backbone = data.get("loss", {}).get("backbone")
+        if backbone in DEFAULT_TAPS:
+            data["loss"]["taps"] = list(DEFAULT_TAPS[backbone])
     return validate(data, str(path), overrides)
 
 

@@ -16,6 +16,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from sesim.backbones import WeightsUnavailableError
+from sesim.backbones.vgg import VGG16_FILE
+from sesim.backbones.weights import hub_checkpoint_path
 from sesim.config import (
     RESUMABLE,
     ConfigError,
@@ -26,7 +29,7 @@ from sesim.config import (
     to_yaml,
     validate,
 )
-from sesim.data.images import DataError
+from sesim.data.images import DataError, list_images
 from sesim.data.unpaired import StepSampler, UnpairedImages, domain_folders, mix_seed
 from sesim.methods import METHODS, NonFiniteLoss, Optimization, TranslationMethod, build_generator
 from sesim.training import distributed
@@ -170,6 +173,77 @@ def _restore_process_state(
     )
 
 
+def build_dataset(config: RunConfig) -> UnpairedImages:
+    """The training images of ``config.data`` (the folders are checked and listed here)."""
+    d, t = config.data, config.train
+    folder_a, folder_b = (d.folder_a, d.folder_b) if d.folder_a is not None else domain_folders(d.root)
+    if d.direction == "BtoA":
+        folder_a, folder_b = folder_b, folder_a
+    return UnpairedImages(
+        folder_a, folder_b, t.seed, d.preprocess, d.load_size, d.crop_size, d.flip,
+        skip_bad=d.on_bad_image == "skip", cache=d.cache_images, zoom=d.zoom,
+    )  # fmt: skip
+
+
+def build_method(config: RunConfig, device: torch.device, rank: int = 0) -> TranslationMethod:
+    """The method of ``config`` with its networks, content term and optimizers (on the CPU)."""
+    t = config.train
+    try:
+        return METHODS[config.method](
+            config.model.generator,
+            config.model.discriminator,
+            config.loss,
+            config.weights,
+            Optimization(t.lr, t.betas, t.pool_size, t.seed + rank),
+            check_finite=t.nan_guard,
+            autocast=resolve_precision(t.precision, device),
+        )
+    except WeightsUnavailableError as error:
+        raise WeightsUnavailableError(_weights_hint(config, error)) from None
+
+
+def _weights_hint(config: RunConfig, error: WeightsUnavailableError) -> str:
+    """The library's message in the words of the config keys a user sets."""
+    loss = config.loss
+    if loss.backbone == "vgg16" and loss.backbone_weights == "imagenet":
+        return (
+            f"loss.backbone=vgg16 needs ImageNet VGG16 weights: none in the torch hub cache and no download here. "
+            f"Put {VGG16_FILE} in {hub_checkpoint_path(VGG16_FILE).parent}, or --set loss.backbone_weights=PATH, "
+            "or train offline with --set loss.backbone=efficientnet_lite0 (weights ship with SeSim; its default "
+            "taps are taken)"
+        )
+    return f"loss.backbone_weights={loss.backbone_weights}: {error}"
+
+
+def preflight(config: RunConfig) -> list[str]:
+    """Everything a real start checks, without training: data folders and their images, the
+    device, the method (taps, backbone weights, network settings), validation folders, the output
+    folder. Returns what was found, one line each; a problem raises its one-line error."""
+    if config.data.root is None and config.data.folder_a is None:
+        raise ConfigError("no data: pass --data DIR (with trainA/ and trainB/) or set data.folder_a and data.folder_b")
+    dataset = build_dataset(config)
+    device = pick_device(config.train.device)
+    method = build_method(config, torch.device("cpu"))
+    parameters = {name: sum(p.numel() for p in m.parameters()) for name, m in method.trained_modules().items()}
+    lines = [
+        f"data: {len(dataset.files_a)} A images in {dataset.files_a[0].parent}, "
+        f"{len(dataset.files_b)} B images in {dataset.files_b[0].parent}",
+        f"device: {device}; method {config.method}: "
+        + ", ".join(f"{name} {count / 1e6:.2f}M parameters" for name, count in parameters.items()),
+        f"loss: {config.loss.structure} on {config.loss.backbone} taps {', '.join(config.loss.taps)} (weights found)",
+    ]
+    v = config.validation
+    if v.every:
+        lines.append(f"validation: {len(list_images(v.folder_a, 'validation.folder_a'))} held-out images")
+    out = Path(config.log.out_dir)
+    existing = next((parent for parent in (out, *out.parents) if parent.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise ConfigError(
+            f"log.out_dir: cannot write in {existing}; choose a writable folder with --set log.out_dir=DIR"
+        )
+    return lines
+
+
 def banner(
     run_dir: Path,
     step: int,
@@ -310,16 +384,7 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
     random.seed(t.seed + processes.rank)
     query_rng = torch.Generator(device=device).manual_seed(t.seed)
 
-    if d.folder_a is not None:
-        folder_a, folder_b = d.folder_a, d.folder_b
-    else:
-        folder_a, folder_b = domain_folders(d.root)
-    if d.direction == "BtoA":
-        folder_a, folder_b = folder_b, folder_a
-    dataset = UnpairedImages(
-        folder_a, folder_b, t.seed, d.preprocess, d.load_size, d.crop_size, d.flip,
-        skip_bad=d.on_bad_image == "skip", cache=d.cache_images, zoom=d.zoom,
-    )  # fmt: skip
+    dataset = build_dataset(config)
     steps_per_epoch = math.ceil(len(dataset) / t.batch_size)
     scheduled = (t.epochs + t.decay_epochs) * steps_per_epoch
     total_steps = t.max_steps or scheduled
@@ -327,15 +392,7 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
     constant_steps = round(total_steps * t.epochs / max(1, t.epochs + t.decay_epochs))
 
     dtype = weight_dtype(t.precision)
-    method = METHODS[config.method](
-        config.model.generator,
-        config.model.discriminator,
-        config.loss,
-        config.weights,
-        Optimization(t.lr, t.betas, t.pool_size, t.seed + processes.rank),
-        check_finite=t.nan_guard,
-        autocast=resolve_precision(t.precision, device),
-    ).to(device, dtype)
+    method = build_method(config, device, processes.rank).to(device, dtype)
     nhwc = device.type == "cuda" if t.channels_last == "auto" else t.channels_last
     layout = torch.channels_last if nhwc else torch.contiguous_format
     method.to(memory_format=layout)
