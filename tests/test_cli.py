@@ -1,5 +1,6 @@
 """The sesim command as a user runs it: dry runs, errors with exit code 2, translate, download."""
 
+import argparse
 import http.server
 import io
 import threading
@@ -174,3 +175,42 @@ def test_resume_from_the_command_line(checkpoint, capsys, tmp_path):
     assert "resumed and finished" in capsys.readouterr().out
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "no checkpoints/latest.pt" in capsys.readouterr().err
+
+
+def test_help_and_version_import_nothing_heavy():
+    """`sesim --help` starts fast: the CLI module loads neither torch nor pydantic (time:
+    benchmarks/startup.py)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, sesim.cli; print(sorted(m for m in ('torch', 'pydantic', 'numpy') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_debug_is_accepted_after_the_command(capsys):
+    with pytest.raises(Exception, match="unknown dataset"):
+        main(["download", "not_a_dataset", "--debug"])
+    assert main(["download", "not_a_dataset"]) == 2
+
+
+def test_every_command_has_a_description_and_examples(capsys):
+    from sesim.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in commands.choices.items():
+        assert parser.description and "examples:" in (parser.epilog or ""), name
+        for action in parser._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest}: no help"
+
+
+def test_presets_and_info(tmp_path, checkpoint, capsys):
+    from sesim.presets import preset_names
+
+    assert main(["presets"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == preset_names() and "fsesim" in listed
+    assert main(["info", str(checkpoint), "--config"]) == 0
+    out = capsys.readouterr().out
+    assert "method: sesim" in out and "step: 1" in out and "network generator" in out and "max_steps: 1" in out
+    assert main(["info", str(tmp_path / "nothing.pt")]) == 2

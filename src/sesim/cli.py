@@ -1,4 +1,5 @@
-"""The ``sesim`` command: train | translate | export | eval | analyze | visualize | segscore | demo | download."""
+"""The ``sesim`` command: train | translate | export | eval | analyze | visualize | segscore | demo | download |
+presets | info."""
 
 from __future__ import annotations
 
@@ -9,17 +10,11 @@ import sys
 from pathlib import Path
 
 from sesim import __version__
-from sesim.backbones import WeightsUnavailableError
-from sesim.config import ConfigError, load_config, preset_names, to_yaml
-from sesim.data.images import DataError
-from sesim.export import ExportError
-from sesim.metrics.distribution import INCEPTION_FILE
-from sesim.training.checkpoint import CheckpointError
-from sesim.training.loop import DeviceError, Interrupted, TrainingStopped
+from sesim.files import INCEPTION_FILE, LPIPS_ALEXNET_FILE
+from sesim.presets import preset_names, preset_summary
 
-USER_ERRORS = (
-    ConfigError, DataError, CheckpointError, DeviceError, WeightsUnavailableError, ExportError, ValueError, OSError,
-)  # fmt: skip
+# Start-up: this module imports nothing heavy (no torch, no pydantic), so --help and --version
+# answer at once; each command imports what it needs (benchmarks/startup.py measures it).
 
 
 def one_line(error: BaseException) -> str:
@@ -34,6 +29,7 @@ def one_line(error: BaseException) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from sesim.config import ConfigError, load_config, to_yaml
     from sesim.training.loop import preflight, resume_config, train
 
     if args.resume:
@@ -78,6 +74,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
+    from sesim.config import ConfigError
     from sesim.training.loop import load_generator, pick_device, resolve_precision
     from sesim.translate import translate_paths
 
@@ -121,6 +118,7 @@ def _styles(generator, args: argparse.Namespace, device):
     """Style codes for a multi-modal generator: K from the prior (seeded) or one from a reference image."""
     import torch
 
+    from sesim.config import ConfigError
     from sesim.data.images import load_rgb, to_tensor
 
     if args.num_styles is None and args.style_from is None:
@@ -200,6 +198,8 @@ def _visualize(args: argparse.Namespace) -> int:
 
 
 def _point(text: str) -> tuple[int, int]:
+    from sesim.config import ConfigError
+
     try:
         x, y = (int(v) for v in text.split(","))
     except ValueError:
@@ -208,6 +208,7 @@ def _point(text: str) -> tuple[int, int]:
 
 
 def _segscore(args: argparse.Namespace) -> int:
+    from sesim.config import ConfigError
     from sesim.segscore import cityscapes_score, load_segmenter, markdown
     from sesim.training.loop import pick_device
 
@@ -233,18 +234,50 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written; every option that has a default says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" not in text and default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            text += f" (default: {default})"
+        return text
+
+
+def _command(commands, name: str, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        name, help=summary, description=f"{summary}.\n\n{description}", epilog=f"examples:\n{examples}",
+        formatter_class=_Help,
+    )  # fmt: skip
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sesim", description="Unpaired image translation with the spatially-correlative loss."
+        prog="sesim",
+        description="Unpaired image translation with the spatially-correlative loss (FSeSim / LSeSim).",
+        epilog="Run 'sesim COMMAND --help' for a command's options and examples; 'sesim presets' lists the presets.",
+        formatter_class=_Help,
     )
     parser.add_argument("--version", action="version", version=f"sesim {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks (also accepted after the command)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train a translator from a preset or YAML config")
+    train = _command(
+        commands, "train", "train a translator from a preset or YAML config",
+        "Each run gets a new numbered folder under log.out_dir (config.yaml, log.jsonl, samples, checkpoints).\n"
+        "Any config key can be set with --set SECTION.KEY=VALUE (docs/config.md lists them all).",
+        "  sesim train fsesim --data datasets/horse2zebra\n"
+        "  sesim train lsesim --data maps --set loss.backbone=efficientnet_lite0 --set train.max_steps=1000\n"
+        "  sesim train --resume runs/001-fsesim --set train.max_steps=20000",
+    )  # fmt: skip
     train.add_argument("config", nargs="?", help=f"preset ({', '.join(preset_names())}) or YAML file")
-    train.add_argument("--data", help="dataset folder with trainA/ and trainB/")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.batch_size=4")
+    train.add_argument("--data", help="dataset folder with trainA/ and trainB/ (sets data.root)")
+    train.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.batch_size=4"
+    )
     train.add_argument(
         "--dry-run", action="store_true",
         help="print the resolved config and check what a real start checks (data, taps, weights, device); no training",
@@ -257,116 +290,236 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--init-from",
         metavar="RUN_DIR",
-        help="fine-tune: a new run that starts from this run's weights (fresh optimizers)",
+        help="fine-tune: a new run starting from this run's weights (fresh optimizers)",
     )
     train.set_defaults(run=_train)
 
-    translate = commands.add_parser("translate", help="translate an image or a folder with a checkpoint")
-    translate.add_argument("checkpoint", help="a .pt checkpoint or a run directory")
+    translate = _command(
+        commands, "translate", "translate an image or a folder with a trained generator",
+        "The checkpoint carries its own config: no architecture flags. Images of any size keep their size;\n"
+        "outputs never replace inputs (see --overwrite); large images are translated in seamless tiles.",
+        "  sesim translate runs/001-fsesim photos/ out/\n"
+        "  sesim translate runs/001-fsesim/checkpoints/best.pt big.jpg big_translated.png --tile 1024\n"
+        "  sesim translate runs/002-multimodal night/ out/ --num-styles 5",
+    )  # fmt: skip
+    translate.add_argument("checkpoint", help="a run folder or a .pt checkpoint")
     translate.add_argument("input", help="an image file or a folder of images")
-    translate.add_argument("output", help="output image file or folder")
-    translate.add_argument("--device", default="auto")
-    translate.add_argument("--batch-size", type=int, default=8, help="images of one size per batch (default 8)")
+    translate.add_argument("output", help="output image file (.png, .jpg) or folder")
+    translate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    translate.add_argument("--batch-size", type=int, default=8, help="images of one size per batch")
     translate.add_argument(
         "--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 on CUDA, fp32 on CPU"
     )
     translate.add_argument("--num-styles", type=int, help="multimodal: K outputs per input, NAME_s0 ... NAME_sK-1")
     translate.add_argument("--style-from", metavar="IMAGE", help="multimodal: take the style of this image")
-    translate.add_argument("--seed", type=int, default=0, help="seed of the drawn style codes (default 0)")
+    translate.add_argument("--seed", type=int, default=0, help="seed of the drawn style codes")
     translate.add_argument(
         "--tile", type=int, metavar="N",
         help="translate images larger than N x N in overlapping tiles, blended without seams (0: always whole; "
         "default: whole unless the memory estimate says an image would not fit, then the largest tile that does)",
     )  # fmt: skip
-    translate.add_argument("--tile-overlap", type=int, metavar="PX", help="pixels tiles share (default: N / 4)")
+    translate.add_argument(
+        "--tile-overlap", type=int, metavar="PX", help="pixels tiles share (default: N / 4, at most 128)"
+    )
     translate.add_argument(
         "--overwrite", action="store_true", help="allow outputs that replace input images or sit in the input folder"
     )
     translate.set_defaults(run=_translate)
 
-    export = commands.add_parser("export", help="export the generator to ONNX (.onnx) or TorchScript (.pt)")
-    export.add_argument("checkpoint", help="a .pt checkpoint or a run directory")
+    export = _command(
+        commands, "export", "export the generator to ONNX (.onnx) or TorchScript (.pt)",
+        "The export takes any batch and any size (multiples of 4) and is checked against PyTorch on an image.",
+        "  sesim export runs/001-fsesim generator.onnx --check-image photo.jpg\n"
+        "  sesim export runs/001-fsesim generator.pt",
+    )  # fmt: skip
+    export.add_argument("checkpoint", help="a run folder or a .pt checkpoint")
     export.add_argument("output", help="out.onnx or out.pt")
     export.add_argument("--check-image", help="image to compare the export against PyTorch on (default: a pattern)")
-    export.add_argument("--tolerance", type=float, default=1e-3, help="largest accepted difference (default 1e-3)")
+    export.add_argument("--tolerance", type=float, default=1e-3, help="largest accepted difference")
     export.set_defaults(run=_export)
 
-    evaluation = commands.add_parser("eval", help="score translations: FID/KID, offline FD, paired metrics")
+    evaluation = _command(
+        commands, "eval", "score translations: FID/KID, offline FD, paired metrics, LPIPS diversity",
+        f"FID and KID need the Inception weights file ({INCEPTION_FILE}); fd_efficientnet runs offline.\n"
+        "With --paired-with: the GcGAN maps protocol (RMSE, pixel accuracy), PSNR and SSIM by file name.",
+        "  sesim eval --real datasets/maps/testB --fake out/ --paired-with datasets/maps/testB\n"
+        f"  sesim eval --real photos/ --fake out/ --metrics fid --inception-weights {INCEPTION_FILE}",
+    )  # fmt: skip
     evaluation.add_argument("--real", required=True, help="folder of real target-domain images")
     evaluation.add_argument("--fake", required=True, help="folder of translated images")
     evaluation.add_argument("--paired-with", help="ground-truth folder, matched to --fake by file name")
     evaluation.add_argument(
         "--metrics", help="comma list of fid, fd_efficientnet, paired, lpips_diversity (default: what applies)"
     )
-    evaluation.add_argument("--lpips-weights", help="torchvision alexnet-owt-7be5be79.pth for lpips_diversity")
+    evaluation.add_argument("--lpips-weights", help=f"torchvision {LPIPS_ALEXNET_FILE} for lpips_diversity")
     evaluation.add_argument("--inception-weights", help=f"FID Inception weights file ({INCEPTION_FILE})")
-    evaluation.add_argument("--out", help="output path without suffix (default: next to --fake)")
-    evaluation.add_argument("--device", default="auto")
+    evaluation.add_argument("--out", help="output path without suffix (default: eval_FAKE next to --fake)")
+    evaluation.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     evaluation.set_defaults(run=_eval)
 
-    analysis = commands.add_parser("analyze", help="aligned vs unaligned pairs under each content loss (AUC)")
+    analysis = _command(
+        commands, "analyze", "aligned vs unaligned pairs under each content loss (the paper's study; AUC)",
+        "For paired folders (same file name = same content): how well each loss tells A_i's own B_i from\n"
+        "other images' B_j (AUC 0.5 is chance). JSON, a Markdown table and a plot.",
+        "  sesim analyze --a datasets/maps/trainA --b datasets/maps/trainB --out analysis/\n"
+        "  sesim analyze --a A/ --b B/ --heads-from runs/002-lsesim --max-pairs 50",
+    )  # fmt: skip
     analysis.add_argument("--a", required=True, help="domain A folder")
     analysis.add_argument("--b", required=True, help="domain B folder; same file name = same content")
-    analysis.add_argument("--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "vgg16"])
+    analysis.add_argument(
+        "--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "vgg16"], help="feature extractor"
+    )
     analysis.add_argument("--weights", default="imagenet", help="backbone weights: imagenet or a file path")
     analysis.add_argument("--taps", help="comma list of taps (default: the backbone's)")
     analysis.add_argument("--size", type=int, default=256, help="images are resized to SIZE x SIZE")
-    analysis.add_argument("--max-pairs", type=int, default=100)
+    analysis.add_argument("--max-pairs", type=int, default=100, help="aligned pairs scored (the first N files)")
     analysis.add_argument("--unaligned", type=int, default=5, help="unaligned partners per image")
     analysis.add_argument("--window", type=int, default=9, help="local window of the local FSeSim variants")
     analysis.add_argument("--heads-from", metavar="CHECKPOINT", help="add LSeSim with this run's trained heads")
-    analysis.add_argument("--seed", type=int, default=0)
-    analysis.add_argument("--out", default="analysis", help="output folder (default: analysis)")
+    analysis.add_argument("--seed", type=int, default=0, help="seed of the unaligned partners and query positions")
+    analysis.add_argument("--out", default="analysis", help="output folder")
     analysis.set_defaults(run=_analyze)
 
-    visual = commands.add_parser("visualize", help="draw the similarity maps of an image and its translation")
-    visual.add_argument("checkpoint", help="a .pt checkpoint or a run directory")
+    visual = _command(
+        commands, "visualize", "draw the similarity maps of an image and its translation",
+        "Per tap and query point: the source's similarity map beside the translation's (what the loss compares).",
+        "  sesim visualize runs/001-fsesim photo.jpg --point 120,64 --out similarity.png",
+    )  # fmt: skip
+    visual.add_argument("checkpoint", help="a run folder or a .pt checkpoint")
     visual.add_argument("image", help="the source image")
-    visual.add_argument("--out", default="similarity.png", help="output PNG (default: similarity.png)")
+    visual.add_argument("--out", default="similarity.png", help="output PNG")
     visual.add_argument("--point", action="append", metavar="X,Y", help="query point in pixels (repeatable)")
     visual.add_argument("--num-points", type=int, default=3, help="random points when no --point is given")
     visual.add_argument("--size", type=int, default=256, help="the image is resized to SIZE x SIZE")
-    visual.add_argument("--seed", type=int, default=0)
+    visual.add_argument("--seed", type=int, default=0, help="seed of the random points")
     visual.set_defaults(run=_visualize)
 
-    seg = commands.add_parser("segscore", help="Cityscapes label->photo score with a DRN-D-22 segmenter")
+    seg = _command(
+        commands, "segscore", "Cityscapes label->photo score with a DRN-D-22 segmenter",
+        "Mean IoU, pixel and class accuracy of the segmenter on the translated photos against *_labelIds.png\n"
+        "(mapped to the 19 train ids), with the real photos' score as the upper bound.",
+        "  sesim segscore --photos out/ --labels gtFine_val_labelIds/ --real photos/ "
+        "--segmenter-weights drn_d_22_cityscapes.pth",
+    )  # fmt: skip
     seg.add_argument("--photos", required=True, help="translated photos")
     seg.add_argument("--labels", required=True, help="ground-truth *_labelIds.png files (matched by name)")
     seg.add_argument("--segmenter-weights", required=True, help="DRN-D-22 Cityscapes state dict (.pth)")
     seg.add_argument("--real", help="real photos of the same scenes: the upper bound")
-    seg.add_argument("--size", default="256x128", help="WIDTHxHEIGHT the photos are scored at (default 256x128)")
+    seg.add_argument("--size", default="256x128", help="WIDTHxHEIGHT the photos are scored at")
     seg.add_argument("--out", help="write OUT.json and OUT.md")
-    seg.add_argument("--device", default="auto")
+    seg.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     seg.set_defaults(run=_segscore)
 
-    demo = commands.add_parser("demo", help="train on synthetic domains and write a report (a few minutes on CPU)")
-    demo.add_argument("--out", default="runs", help="where runs are written (default: runs)")
+    demo = _command(
+        commands, "demo", "train on synthetic domains and write a report (a few minutes on a CPU)",
+        "Flat label layouts -> textured renderings with known ground truth, on the offline backbone; writes\n"
+        "runs/NNN-demo/report.html with the untrained and trained translations and a layout score.",
+        "  sesim demo\n  sesim demo --steps 100 --out /tmp/runs",
+    )  # fmt: skip
+    demo.add_argument("--out", default="runs", help="where runs are written")
     demo.add_argument("--steps", type=int, help="training steps (default: the demo preset's)")
     demo.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the demo preset")
     demo.set_defaults(run=_demo)
 
-    download = commands.add_parser("download", help="download a standard unpaired dataset")
+    download = _command(
+        commands, "download", "download a standard unpaired dataset (CycleGAN/CUT layout)",
+        "Writes DIR/NAME/trainA, trainB, testA, testB; an interrupted download resumes.",
+        "  sesim download horse2zebra\n  sesim download maps --dir /data",
+    )  # fmt: skip
     download.add_argument("name", help="e.g. horse2zebra, maps, cityscapes")
-    download.add_argument("--dir", default="datasets", help="parent folder (default: datasets)")
+    download.add_argument("--dir", default="datasets", help="parent folder")
     download.set_defaults(run=_download)
+
+    presets = _command(
+        commands, "presets", "list the presets: name and what each is",
+        "Each preset is a complete YAML file in sesim/configs/ (every key spelled out).",
+        "  sesim presets\n  sesim train cut --data datasets/horse2zebra",
+    )  # fmt: skip
+    presets.set_defaults(run=_presets)
+
+    info = _command(
+        commands, "info", "describe a checkpoint: method, step, data, networks, versions",
+        "Reads only the checkpoint (safely, weights only); --config prints its whole stored config.",
+        "  sesim info runs/001-fsesim\n  sesim info runs/001-fsesim/checkpoints/best.pt --config",
+    )  # fmt: skip
+    info.add_argument("checkpoint", help="a run folder or a .pt checkpoint")
+    info.add_argument("--config", action="store_true", help="also print the stored config as YAML")
+    info.set_defaults(run=_info)
     return parser
+
+
+def _presets(args: argparse.Namespace) -> int:
+    for name in preset_names():
+        print(f"{name:22s} {preset_summary(name)}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from sesim.config import to_yaml, validate
+    from sesim.training.checkpoint import load_checkpoint
+
+    document = load_checkpoint(args.checkpoint)
+    config = validate(document["config"], f"{args.checkpoint} (stored config)")
+    data = config.data
+    where = data.root if data.folder_a is None else f"{data.folder_a} | {data.folder_b}"
+    print(f"checkpoint: {args.checkpoint}")
+    print(f"method: {config.method} (preset name {config.name}); content term {config.loss.structure}")
+    print(f"step: {document['step']} of {config.train.max_steps or 'the preset schedule'}")
+    print(f"data: {where} ({data.direction}, {data.crop_size} px crops)")
+    for name, state in document["networks"].items():
+        count = sum(t.numel() for t in state.values() if hasattr(t, "numel"))
+        print(f"network {name}: {count / 1e6:.2f}M parameters")
+    if document.get("best"):
+        best = document["best"]
+        print(f"best: {best['metric']} {best['value']:.4g} at step {best['step']}")
+    print(f"written by: sesim {document.get('sesim_version', '?')}, checkpoint format {document.get('format_version')}")
+    if args.config:
+        print(to_yaml(config), end="")
+    return 0
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's to fix (imported when an error happens, to start fast)."""
+    from sesim.backbones import WeightsUnavailableError
+    from sesim.config import ConfigError
+    from sesim.data.images import DataError
+    from sesim.export import ExportError
+    from sesim.training.checkpoint import CheckpointError
+    from sesim.training.loop import DeviceError
+
+    return (
+        ConfigError, DataError, CheckpointError, DeviceError, WeightsUnavailableError, ExportError, ValueError, OSError,
+    )  # fmt: skip
+
+
+def _training_stopped() -> type[BaseException]:
+    from sesim.training.loop import TrainingStopped
+
+    return TrainingStopped
+
+
+def _interrupted() -> type[BaseException]:
+    from sesim.training.loop import Interrupted
+
+    return Interrupted
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
     try:
         return args.run(args)
-    except USER_ERRORS as error:
-        if args.debug:
+    except _user_errors() as error:
+        if debug:
             raise
         print(f"sesim: error: {one_line(error)}", file=sys.stderr)
         return 2
-    except TrainingStopped as error:
-        if args.debug:
+    except _training_stopped() as error:
+        if debug:
             raise
         print(f"sesim: stopped: {error}", file=sys.stderr)
         return 1
-    except Interrupted as stop:
+    except _interrupted() as stop:
         print(
             f"sesim: interrupted at step {stop.step}; checkpoint saved. "
             f"Continue with: sesim train --resume {stop.run_dir}",

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-PRESETS_DIR = Path(__file__).parent / "configs"
+from sesim.presets import PRESETS_DIR, preset_names
 
 
 class ConfigError(ValueError):
@@ -179,10 +179,6 @@ class RunConfig(Section):
     train: TrainConfig = TrainConfig()
     validation: ValidationConfig = ValidationConfig()
     log: LogConfig = LogConfig()
-
-
-def preset_names() -> list[str]:
-    return sorted(path.stem for path in PRESETS_DIR.glob("*.yaml"))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

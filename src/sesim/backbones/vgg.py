@@ -12,6 +12,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from sesim.backbones.base import FrozenBackbone
 from sesim.backbones.weights import cached_or_download, hub_checkpoint_path, load_state_dict_file
+from sesim.files import VGG16_FILE
 
 # Index in ``vgg16().features`` of each ReLU output, and its channel count.
 VGG16_TAPS: dict[str, tuple[int, int]] = {
@@ -21,7 +22,6 @@ VGG16_TAPS: dict[str, tuple[int, int]] = {
     "relu4_1": (18, 512), "relu4_2": (20, 512), "relu4_3": (22, 512),
     "relu5_1": (25, 512), "relu5_2": (27, 512), "relu5_3": (29, 512),
 }  # fmt: skip
-VGG16_FILE = "vgg16-397923af.pth"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -20,9 +20,9 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from sesim.backbones import build_backbone
 from sesim.backbones.weights import WeightsUnavailableError, hub_checkpoint_path, load_state_dict_file
+from sesim.files import INCEPTION_FILE
 
 # torch-fidelity's port of the TensorFlow FID Inception (what torchmetrics uses).
-INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 INCEPTION_HINT = (
     f"download {INCEPTION_URL} and pass --inception-weights PATH (or put it in {hub_checkpoint_path(INCEPTION_FILE)}); "

@@ -1,0 +1,71 @@
+"""Start-up time of the `sesim` command: `--help`, `train --help` and `--version`, each a fresh
+process (what a user waits for before anything happens), against the same commands at another
+revision timed in the same interleaved rounds.
+
+    python benchmarks/startup.py --compare-revision 501e4b0 --out benchmarks/results/startup_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import interleaved_medians, machine
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = {"--help": ["--help"], "train --help": ["train", "--help"], "--version": ["--version"]}
+
+
+def runner(arguments: list[str], source: Path):
+    environment = {**os.environ, "PYTHONPATH": str(source)}
+    command = [sys.executable, "-m", "sesim.cli", *arguments]
+    return lambda: subprocess.run(command, env=environment, stdout=subprocess.DEVNULL, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--compare-revision", metavar="REV", help="also time the CLI as it was at this commit")
+    parser.add_argument("--out", help="also write the JSON here")
+    args = parser.parse_args()
+    sources = {"now": ROOT / "src"}
+    scratch = None
+    if args.compare_revision:
+        scratch = Path(tempfile.mkdtemp())
+        archive = subprocess.run(["git", "archive", args.compare_revision, "src"], cwd=ROOT, capture_output=True)
+        if archive.returncode:
+            sys.exit(f"startup.py: error: --compare-revision {args.compare_revision}: not a revision here")
+        subprocess.run(["tar", "x", "-C", str(scratch)], input=archive.stdout, check=True)
+        sources[args.compare_revision] = scratch / "src"
+    try:
+        functions = {
+            f"{label} @ {name}": runner(arguments, source)
+            for name, source in sources.items()
+            for label, arguments in COMMANDS.items()
+        }
+        medians = interleaved_medians(functions, torch.device("cpu"), args.repeats, warmup=1)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    rows = [
+        {"command": f"sesim {label}", **{f"{name}_ms": round(medians[f"{label} @ {name}"], 1) for name in sources}}
+        for label in COMMANDS
+    ]
+    result = {"benchmark": "startup", "machine": machine(torch.device("cpu")), "repeats": args.repeats, "rows": rows}
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
