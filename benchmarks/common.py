@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import platform
 import random
 import statistics
@@ -71,3 +72,11 @@ def machine(device: torch.device) -> dict:
     if device.type == "cuda":
         facts["device_name"] = torch.cuda.get_device_name(device)
     return facts
+
+
+def emit(result: dict, out: str | None) -> None:
+    """Print a benchmark's JSON, and write it to ``out`` too when given."""
+    text = json.dumps(result, indent=1)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")

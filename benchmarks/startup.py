@@ -8,7 +8,6 @@ revision timed in the same interleaved rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import interleaved_medians, machine
+from common import emit, interleaved_medians, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {"--help": ["--help"], "train --help": ["train", "--help"], "--version": ["--version"]}
@@ -61,10 +60,7 @@ def main() -> None:
         for label in COMMANDS
     ]
     result = {"benchmark": "startup", "machine": machine(torch.device("cpu")), "repeats": args.repeats, "rows": rows}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

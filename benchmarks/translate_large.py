@@ -10,7 +10,6 @@ SIZE x SIZE image (default 6000, the size that failed with an allocation error b
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine
+from common import emit, machine
 from sesim.networks import ResnetGenerator
 from sesim.tiling import auto_tile, available_memory, bytes_per_pixel, count_tiles
 from sesim.translate import translate_paths
@@ -61,10 +60,7 @@ def main() -> None:
         "output_size": list(Image.open(written[0]).size),
         "notes": notes,
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
