@@ -79,3 +79,16 @@ def test_presets_spell_out_every_option(preset):
                 yield from missing(field.annotation, section[key], f"{prefix}{key}.")
 
     assert list(missing(RunConfig, raw)) == []
+
+
+def test_config_reference_is_in_sync_and_complete():
+    """docs/config.md is generated from the models (python -m sesim.config > docs/config.md)."""
+    from pathlib import Path
+
+    from sesim.config import reference_markdown
+
+    text = reference_markdown()
+    assert (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text() == text
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert len(rows) > 70 and all(not line.rstrip().endswith("|  |") for line in rows)  # every key has a meaning
+    assert "| `log.keep_checkpoints` |" in text and "| `train.precision` |" in text

@@ -1,6 +1,7 @@
 """End-to-end training on tiny nets: FSeSim and LSeSim, the G step, exact resume, checkpoints."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -149,3 +150,14 @@ def test_format_1_checkpoints_still_resume(tmp_path, data):
     torch.save(document, run / "checkpoints" / "latest.pt")
     train(None, resume=run)
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 4
+
+
+def test_old_step_checkpoints_are_pruned_and_latest_is_no_second_copy(tmp_path, data):
+    run_dir = train(
+        tiny_config("fsesim", data, tmp_path, "train.max_steps=5", "log.checkpoint_every=1", "log.keep_checkpoints=2")
+    )
+    folder = run_dir / "checkpoints"
+    assert sorted(p.name for p in folder.glob("step_*.pt")) == ["step_0000004.pt", "step_0000005.pt"]
+    assert os.path.samefile(folder / "latest.pt", folder / "step_0000005.pt")  # one file on disk
+    assert load_checkpoint(folder / "latest.pt")["step"] == 5
+    assert not list(folder.glob(".*"))  # no temporary files left

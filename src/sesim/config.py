@@ -7,6 +7,7 @@ Builders receive only their own section (``config.loss``, ``config.model.generat
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,18 +26,25 @@ class Section(BaseModel):
 
 
 class GeneratorConfig(Section):
-    kind: Literal["resnet", "stylegan2", "munit"] = "resnet"  # stylegan2: single image; munit: multi-modal
-    ngf: int = Field(64, ge=1)
-    blocks: int = Field(9, ge=0)
-    antialias: bool = True
-    style_dim: int = Field(8, ge=1)  # munit only: length of the style code
+    kind: Literal["resnet", "stylegan2", "munit"] = Field(
+        "resnet",
+        description="generator architecture: resnet (the paper's), stylegan2 (single image), munit (multi-modal)",
+    )
+    ngf: int = Field(64, ge=1, description="width of the generator's first layer (64 in the paper)")
+    blocks: int = Field(9, ge=0, description="residual blocks at quarter resolution (9 in the paper)")
+    antialias: bool = Field(
+        True, description="blur-pool down- and up-sampling (the paper's); false: strided convolutions"
+    )
+    style_dim: int = Field(8, ge=1, description="munit only: length of the style code")
 
 
 class DiscriminatorConfig(Section):
-    kind: Literal["patchgan", "stylegan2"] = "patchgan"
-    ndf: int = Field(64, ge=1)
-    layers: int = Field(3, ge=1)
-    antialias: bool = True
+    kind: Literal["patchgan", "stylegan2"] = Field(
+        "patchgan", description="patchgan (70x70 PatchGAN, LSGAN) or stylegan2 (single image)"
+    )
+    ndf: int = Field(64, ge=1, description="width of the discriminator's first layer (64 in the paper)")
+    layers: int = Field(3, ge=1, description="stride-2 layers of the PatchGAN (3: 70x70 patches)")
+    antialias: bool = Field(True, description="blur-pool down-sampling in the discriminator")
 
 
 class ModelConfig(Section):
@@ -47,28 +55,57 @@ class ModelConfig(Section):
 class PatchNCEConfig(Section):
     """CUT's PatchNCE term (``loss.structure: patchnce``): taps of the generator's encoder."""
 
-    taps: list[str] = ["input", "down1", "down2", "block1", "block5"]
-    num_patches: int = Field(256, ge=1)
-    temperature: float = Field(0.07, gt=0)
-    projector_dim: int = Field(256, ge=1)
+    taps: list[str] = Field(
+        ["input", "down1", "down2", "block1", "block5"],
+        description="generator encoder taps PatchNCE contrasts (names: input, stem, down1, down2, block1 ...)",
+    )
+    num_patches: int = Field(256, ge=1, description="patches sampled per tap and image")
+    temperature: float = Field(0.07, gt=0, description="InfoNCE temperature")
+    projector_dim: int = Field(256, ge=1, description="width of the 2-layer MLP projector per tap")
 
 
 class LossConfig(Section):
     """The structure term: ``structure`` picks it; for ``sesim``, FSeSim (``learned: false``) or
     LSeSim (``learned: true``) on the backbone taps; ``perceptual`` uses the same backbone taps."""
 
-    structure: Literal["sesim", "patchnce", "perceptual", "none"] = "sesim"
-    flip_equivariance: bool = False  # FastCUT: G sees a flipped input half the time, output flipped back
-    backbone: Literal["vgg16", "efficientnet_lite0"] = "vgg16"
-    backbone_weights: str = "imagenet"
-    taps: list[str] = ["relu3_1", "relu4_1", "relu4_3"]
-    window: int | None = Field(64, ge=1)
-    normalize: bool = False
-    mode: Literal["cos", "l1"] = "cos"
-    num_queries: int = Field(256, ge=1)
-    learned: bool = False
-    augment: bool = True
-    temperature: float = Field(0.07, gt=0)
+    structure: Literal["sesim", "patchnce", "perceptual", "none"] = Field(
+        "sesim", description="the content term: sesim (the paper), patchnce (CUT), perceptual (feature L1) or none"
+    )
+    flip_equivariance: bool = Field(
+        False, description="FastCUT: G sees a flipped input half the time, output flipped back"
+    )
+    backbone: Literal["vgg16", "efficientnet_lite0"] = Field(
+        "vgg16",
+        description=(
+            "fixed feature extractor: vgg16 (the paper's) or efficientnet_lite0 (offline; its default taps "
+            "follow when only the backbone is set)"
+        ),
+    )
+    backbone_weights: str = Field(
+        "imagenet", description="imagenet (hub cache or download), a weights file path, or random (tests only)"
+    )
+    taps: list[str] = Field(
+        ["relu3_1", "relu4_1", "relu4_3"],
+        description=(
+            "named backbone layers the similarity maps are taken at (vgg16: relu1_1 ... relu5_3; "
+            "efficientnet_lite0: stem, stage1 ... stage7)"
+        ),
+    )
+    window: int | None = Field(
+        64, ge=1, description="local window side of the similarity maps; null or at least the map size: global"
+    )
+    normalize: bool = Field(
+        False, description="false: the authors' maps (centred, tanh(s / 10)) with SmoothL1; true: cosine maps with L1"
+    )
+    mode: Literal["cos", "l1"] = Field(
+        "cos", description="cos: 1 - cosine between map rows; l1: elementwise on the rescaled maps"
+    )
+    num_queries: int = Field(256, ge=1, description="query positions per tap and call")
+    learned: bool = Field(
+        False, description="LSeSim: learned heads on the taps, trained contrastively before each D step"
+    )
+    augment: bool = Field(True, description="LSeSim heads: add colour-jittered views to the contrastive objective")
+    temperature: float = Field(0.07, gt=0, description="LSeSim heads: temperature of the contrastive objective")
     patchnce: PatchNCEConfig = PatchNCEConfig()
 
     @field_validator("taps")
@@ -83,31 +120,35 @@ class WeightsConfig(Section):
     """Loss weights of the generator objective ``gan * L_GAN + spatial * L_content + identity terms``
     (+ ``cycle * L_cycle`` for CycleGAN). ``spatial`` weighs whichever ``loss.structure`` is chosen."""
 
-    gan: float = Field(1.0, ge=0)
-    spatial: float = Field(10.0, ge=0)
-    identity_l1: float = Field(0.0, ge=0)
-    identity_spatial: float = Field(0.0, ge=0)
-    cycle: float = Field(0.0, ge=0)  # CycleGAN's cycle-consistency weight (10 in its paper)
-    r1: float = Field(0.0, ge=0)  # R1 gradient penalty gamma (single-image translation: 1.0)
-    style: float = Field(0.0, ge=0)  # multimodal: |E_s(G(a, s)) - s|
-    content: float = Field(0.0, ge=0)  # multimodal: |E_c(G(a, s)) - E_c(a)|
-    reconstruction: float = Field(0.0, ge=0)  # multimodal: |G(E_c(b), E_s(b)) - b|
+    gan: float = Field(1.0, ge=0, description="adversarial term")
+    spatial: float = Field(10.0, ge=0, description="the content term chosen by loss.structure (10 in the paper)")
+    identity_l1: float = Field(0.0, ge=0, description="L1 between G(B) and B")
+    identity_spatial: float = Field(0.0, ge=0, description="the content term between B and G(B) (CUT's identity NCE)")
+    cycle: float = Field(0.0, ge=0, description="CycleGAN's cycle-consistency weight (10 in its paper)")
+    r1: float = Field(0.0, ge=0, description="R1 gradient penalty gamma (single-image translation: 1.0)")
+    style: float = Field(0.0, ge=0, description="multimodal: |E_s(G(a, s)) - s|")
+    content: float = Field(0.0, ge=0, description="multimodal: |E_c(G(a, s)) - E_c(a)|")
+    reconstruction: float = Field(0.0, ge=0, description="multimodal: |G(E_c(b), E_s(b)) - b|")
 
 
 class DataConfig(Section):
-    root: str | None = None  # a folder with trainA/ and trainB/ ...
-    folder_a: str | None = None  # ... or any two folders (both given: they take precedence)
-    folder_b: str | None = None
-    load_size: int = Field(286, ge=4)
-    crop_size: int = Field(256, ge=4)
-    preprocess: Literal["resize_and_crop", "crop", "zoom_and_crop", "none"] = "resize_and_crop"
-    zoom: tuple[float, float] = (0.5, 1.0)  # zoom_and_crop: short side = load_size x U(zoom)
-    flip: bool = True
-    workers: int = Field(2, ge=0)
-    direction: Literal["AtoB", "BtoA"] = "AtoB"
-    on_bad_image: Literal["fail", "skip"] = "fail"  # skip: warn, count in the log, use the next file
-    cache_images: bool = False  # keep decoded images in memory (small datasets; per worker)
-    prefetch: int = Field(2, ge=1)  # batches each worker loads ahead
+    root: str | None = Field(None, description="a folder with trainA/ and trainB/ (set by --data)")
+    folder_a: str | None = Field(
+        None, description="or any two folders of images: domain A (give folder_b too; they take precedence over root)"
+    )
+    folder_b: str | None = Field(None, description="domain B, with folder_a")
+    load_size: int = Field(286, ge=4, description="images are resized to this (short side for zoom) before cropping")
+    crop_size: int = Field(256, ge=4, description="training crop side (a multiple of 4)")
+    preprocess: Literal["resize_and_crop", "crop", "zoom_and_crop", "none"] = Field(
+        "resize_and_crop", description="resize_and_crop (the paper's), crop, zoom_and_crop (single image) or none"
+    )
+    zoom: tuple[float, float] = Field((0.5, 1.0), description="zoom_and_crop: short side = load_size x U(zoom)")
+    flip: bool = Field(True, description="random horizontal flips")
+    workers: int = Field(2, ge=0, description="data-loader processes (0: load in the training process)")
+    direction: Literal["AtoB", "BtoA"] = Field("AtoB", description="AtoB, or BtoA to swap the domains")
+    on_bad_image: Literal["fail", "skip"] = Field("fail", description="skip: warn, count in the log, use the next file")
+    cache_images: bool = Field(False, description="keep decoded images in memory (small datasets; per worker)")
+    prefetch: int = Field(2, ge=1, description="batches each worker loads ahead")
 
     @model_validator(mode="after")
     def _crop_fits(self) -> DataConfig:
@@ -121,35 +162,59 @@ class DataConfig(Section):
 
 
 class TrainConfig(Section):
-    batch_size: int = Field(1, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.999)
-    epochs: int = Field(200, ge=0)
-    decay_epochs: int = Field(200, ge=0)
-    max_steps: int | None = Field(None, ge=1)
-    pool_size: int = Field(50, ge=0)
-    seed: int = 0
-    device: str = "auto"
-    deterministic: bool = False
-    nan_guard: bool = True  # skip the update of a NaN/Inf loss (one host sync per optimizer step)
-    # auto: bf16 autocast on CUDA, fp32 on CPU; fp64: float64 weights and arithmetic, a slow reference
-    # run whose rounding no kernel choice can amplify (tests compare processes and layouts with it)
-    precision: Literal["auto", "fp32", "bf16", "fp64"] = "auto"
-    channels_last: Literal["auto"] | bool = "auto"  # NHWC layout; auto: on CUDA (no gain measured on CPU)
-    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"  # torch.compile mode
-    max_nonfinite_steps: int = Field(10, ge=0)  # then stop, with the last good checkpoint intact
-    init_from: str | None = None  # fine-tune: start from this run's (or checkpoint's) weights, fresh optimizers
+    batch_size: int = Field(1, ge=1, description="global batch (split over processes under torchrun)")
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate of every network")
+    betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas")
+    epochs: int = Field(200, ge=0, description="epochs at the constant learning rate")
+    decay_epochs: int = Field(200, ge=0, description="epochs of linear decay to zero after them")
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "stop after this many steps, the epoch schedule compressed to fit (its constant/decay proportion kept)"
+        ),
+    )
+    pool_size: int = Field(50, ge=0, description="image pool of past fakes the discriminator sees (0: none)")
+    seed: int = Field(0, description="seed of data order, crops, query positions and initialisation")
+    device: str = Field("auto", description="auto (CUDA when available), cpu, cuda or cuda:N")
+    deterministic: bool = Field(
+        False, description="deterministic algorithms during training (slower on CUDA; exact reruns)"
+    )
+    nan_guard: bool = Field(True, description="skip the update of a NaN/Inf loss (one host sync per optimizer step)")
+    precision: Literal["auto", "fp32", "bf16", "fp64"] = Field(
+        "auto",
+        description=(
+            "auto: bf16 autocast on CUDA, fp32 on CPU; fp64: float64 weights and arithmetic, a slow "
+            "reference run whose rounding no kernel choice can amplify (tests compare processes and layouts "
+            "with it)"
+        ),
+    )
+    channels_last: Literal["auto"] | bool = Field(
+        "auto", description="NHWC layout; auto: on CUDA (no gain measured on CPU)"
+    )
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        "off", description="torch.compile mode"
+    )
+    max_nonfinite_steps: int = Field(10, ge=0, description="then stop, with the last good checkpoint intact")
+    init_from: str | None = Field(
+        None, description="fine-tune: start from this run's (or checkpoint's) weights, fresh optimizers"
+    )
 
 
 class ValidationConfig(Section):
     """Scores on a held-out split while training (never the test set); keeps ``checkpoints/best.pt``."""
 
-    every: int = Field(0, ge=0)  # steps between validations; 0: off
-    folder_a: str | None = None  # held-out source images
-    folder_b: str | None = None  # their ground truth (same file names) or, for fd_efficientnet, target images
-    metric: Literal["rmse", "psnr", "fd_efficientnet"] = "fd_efficientnet"
-    max_images: int = Field(50, ge=2)
-    size: int = Field(256, ge=8)  # images are resized to size x size (a multiple of 4)
+    every: int = Field(0, ge=0, description="steps between validations; 0: off")
+    folder_a: str | None = Field(None, description="held-out source images")
+    folder_b: str | None = Field(
+        None, description="their ground truth (same file names) or, for fd_efficientnet, target images"
+    )
+    metric: Literal["rmse", "psnr", "fd_efficientnet"] = Field(
+        "fd_efficientnet",
+        description="rmse or psnr against ground truth of the same name, or fd_efficientnet against target images",
+    )
+    max_images: int = Field(50, ge=2, description="held-out images scored (the first N by name)")
+    size: int = Field(256, ge=8, description="images are resized to size x size (a multiple of 4)")
 
     @model_validator(mode="after")
     def _complete(self) -> ValidationConfig:
@@ -161,17 +226,25 @@ class ValidationConfig(Section):
 
 
 class LogConfig(Section):
-    out_dir: str = "runs"
-    every: int = Field(50, ge=1)
-    sample_every: int = Field(1000, ge=1)
-    checkpoint_every: int = Field(5000, ge=1)
-    tensorboard: bool = True
-    progress: bool = True
+    out_dir: str = Field("runs", description="where numbered run folders are made")
+    every: int = Field(50, ge=1, description="steps between logged scalars (the only host sync of the losses)")
+    sample_every: int = Field(1000, ge=1, description="steps between sample grids")
+    checkpoint_every: int = Field(5000, ge=1, description="steps between checkpoints (step_N.pt and latest.pt)")
+    keep_checkpoints: int | None = Field(
+        5, ge=1, description="step checkpoints kept (the newest N; best.pt and latest.pt always); null: keep all"
+    )
+    tensorboard: bool = Field(True, description="TensorBoard scalars beside log.jsonl")
+    progress: bool = Field(True, description="a progress bar on the terminal")
 
 
 class RunConfig(Section):
-    method: Literal["sesim", "cyclegan", "sinsesim", "multimodal"] = "sesim"
-    name: str = "sesim"
+    method: Literal["sesim", "cyclegan", "sinsesim", "multimodal"] = Field(
+        "sesim",
+        description=(
+            "the algorithm: sesim (one-sided: FSeSim, LSeSim, CUT, GAN alone ...), cyclegan, sinsesim, multimodal"
+        ),
+    )
+    name: str = Field("sesim", description="the run's name (run folders are NNN-name)")
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
     weights: WeightsConfig = WeightsConfig()
@@ -323,3 +396,45 @@ def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
 
 def to_yaml(config: RunConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    return text or str(annotation).replace("typing.", "")
+
+
+def reference_markdown() -> str:
+    """Every config key with its type, default and meaning, as Markdown (``docs/config.md``)."""
+    out = [
+        "# Config reference",
+        "",
+        "Every key of a run's config, with its type, default and meaning. Presets (`sesim presets`) set",
+        "each one; `--set SECTION.KEY=VALUE` overrides any of them. Generated from `sesim/config.py`",
+        "by `python -m sesim.config > docs/config.md` (a test keeps the two in sync).",
+        "",
+    ]
+
+    def section(model: type[BaseModel], prefix: str) -> None:
+        rows, nested = [], []
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                nested.append((name, annotation))
+                continue
+            default = json.dumps(field.default) if field.default is not None else "null"
+            kind = _type_name(annotation).replace("|", "\\|")
+            rows.append(f"| `{prefix}{name}` | `{kind}` | `{default}` | {field.description or ''} |")
+        if rows:
+            title = prefix.rstrip(".") or "top level"
+            doc = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
+            out.extend([f"## {title}", "", *([doc, ""] if doc and model is not RunConfig else [])])
+            out.extend(["| key | type | default | meaning |", "|---|---|---|---|", *rows, ""])
+        for name, child in nested:
+            section(child, f"{prefix}{name}.")
+
+    section(RunConfig, "")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

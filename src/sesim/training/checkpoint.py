@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import warnings
 import zipfile
@@ -99,6 +100,32 @@ def _load_failure(error: Exception) -> str:
         return "the file is truncated (it ends before the checkpoint does)"
     lines = text.strip().splitlines()
     return lines[0] if lines and len(lines[0]) > 3 else f"{type(error).__name__}: not a PyTorch checkpoint"
+
+
+def link_checkpoint(source: str | Path, target: str | Path) -> Path:
+    """Make ``target`` the same checkpoint as ``source`` without a second copy on disk (a hard
+    link; a copy where links are not possible), replaced atomically like a save."""
+    source, target = Path(source), Path(target)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.link")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+    return target
+
+
+def prune_checkpoints(folder: str | Path, keep: int | None) -> list[Path]:
+    """Delete all but the newest ``keep`` ``step_*.pt`` files (``None``: keep all); returns the
+    deleted ones. ``latest.pt`` and ``best.pt`` are never touched (a link keeps its data)."""
+    if keep is None:
+        return []
+    steps = sorted(Path(folder).glob("step_*.pt"))
+    removed = steps[: max(0, len(steps) - keep)]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, Any]:

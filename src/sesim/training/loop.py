@@ -33,7 +33,13 @@ from sesim.data.images import DataError, list_images
 from sesim.data.unpaired import StepSampler, UnpairedImages, domain_folders, mix_seed
 from sesim.methods import METHODS, NonFiniteLoss, Optimization, TranslationMethod, build_generator
 from sesim.training import distributed
-from sesim.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sesim.training.checkpoint import (
+    CheckpointError,
+    link_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from sesim.training.distributed import Processes
 from sesim.training.logging import RunLogger, new_run_dir, save_grid, write_samples_page
 from sesim.training.validation import Validator
@@ -447,8 +453,10 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
             "processes": states,
             "best": best,
         }
-        for name in names:
-            save_checkpoint(run_dir / "checkpoints" / name, payload)
+        first = save_checkpoint(run_dir / "checkpoints" / names[0], payload)
+        for name in names[1:]:  # latest.pt: the same file, not a second copy
+            link_checkpoint(first, run_dir / "checkpoints" / name)
+        prune_checkpoints(run_dir / "checkpoints", log.keep_checkpoints)
 
     loader = DataLoader(
         dataset,
