@@ -23,7 +23,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from common import emit, machine
 from sesim.networks import ResnetGenerator
-from sesim.tiling import auto_tile, available_memory, bytes_per_pixel, count_tiles
+from sesim.tiling import auto_tile, available_memory, bytes_per_pixel, count_tiles, fit_tile
 from sesim.translate import translate_paths
 
 
@@ -42,7 +42,8 @@ def main() -> None:
     Image.fromarray(coarse).resize((args.size, args.size), Image.BICUBIC).save(folder / "large.png")
     per_pixel = bytes_per_pixel(generator, device)
     free = available_memory(device)
-    tile = auto_tile(args.size**2, free, per_pixel)
+    fitting = auto_tile(args.size**2, free, per_pixel)
+    tile = fit_tile(args.size, args.size, fitting) if fitting else None  # what translate_paths uses
     notes: list[str] = []
     start = time.perf_counter()
     written = translate_paths(generator, folder / "large.png", folder / "out.png", device, notes=notes, progress=False)

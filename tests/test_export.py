@@ -5,9 +5,9 @@ import torch
 
 from sesim.cli import main
 from sesim.data.images import load_rgb, to_tensor
-from sesim.export import ExportError, export_generator, run_exported
+from sesim.export import ExportError, export_generator, read_metadata, run_exported
 from sesim.training.loop import load_generator, train
-from sesim.translate import pad_to_multiple
+from sesim.translate import pad_to_multiple, translate_tensor
 from tests.helpers import tiny_config, tiny_data
 
 pytestmark = pytest.mark.numerics  # float comparisons: CI re-runs them with AVX2 kernels
@@ -42,3 +42,19 @@ def test_export_cli(run_dir, tmp_path, capsys):
     assert "use a .onnx" in capsys.readouterr().err
     with pytest.raises(ExportError):
         export_generator(run_dir, tmp_path / "g.txt")
+
+
+@pytest.mark.parametrize("name", ["generator.onnx", "generator.pt"])
+def test_export_takes_any_size_like_translate_and_carries_metadata(run_dir, tmp_path, name):
+    """Odd sizes go through the same reflection padding as sesim translate (no multiple of 4 needed)."""
+    assert export_generator(run_dir, tmp_path / name) < 1e-4  # the default check pattern is 253x190
+    generator, _ = load_generator(run_dir)
+    for shape in [(1, 3, 45, 71), (2, 3, 9, 13), (1, 3, 64, 64)]:
+        images = torch.rand(shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        exported = run_exported(tmp_path / name, images)
+        assert exported.shape == images.shape
+        assert torch.allclose(exported, translate_tensor(generator, images), atol=1e-4)
+    info = read_metadata(tmp_path / name)
+    assert info["value_range"] == "[-1, 1]" and info["channel_order"] == "RGB" and info["layout"] == "NCHW"
+    assert info["method"] == "sesim" and info["preset"] == "fsesim" and info["trained_steps"] == "2"
+    assert info["sesim_version"]

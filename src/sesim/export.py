@@ -1,22 +1,63 @@
 """Export a trained generator for deployment: ONNX (checked with onnxruntime) or TorchScript.
 
-Both take any batch size and any height and width that are multiples of 4 (pad other sizes as
-``sesim.translate.pad_to_multiple`` does); input and output are ``(B, 3, H, W)`` in ``[-1, 1]``.
+Both take any batch size and any height and width of at least 8: the exported model pads the
+bottom and right to multiples of 4 by reflection and crops the result back, exactly as
+``sesim translate`` does. Input and output are ``(B, 3, H, W)`` RGB in ``[-1, 1]``. Each file
+carries its metadata (value range, channel order, layout, method, SeSim version): ONNX as
+``metadata_props``, TorchScript as the extra file ``sesim.json``.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from sesim import __version__
 from sesim.data.images import load_rgb, to_tensor
+from sesim.training.checkpoint import load_checkpoint
 from sesim.training.loop import load_generator
-from sesim.translate import pad_to_multiple
+from sesim.translate import translate_tensor
 
 FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
+
+
+MIN_SIDE = 8  # reflection padding needs the generator's quarter-resolution maps to be at least 2 wide
+
+
+class AnySize(nn.Module):
+    """The generator for any ``H, W >= 8``: reflection-pad bottom/right to multiples of 4, crop back."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2], images.shape[-1]
+        padded = F.pad(images, (0, (4 - width % 4) % 4, 0, (4 - height % 4) % 4), mode="reflect")
+        return self.generator(padded)[:, :, :height, :width]
+
+
+def metadata(config, step: int) -> dict[str, str]:
+    """What a deployment needs to know about the exported generator."""
+    return {
+        "producer": "sesim",
+        "sesim_version": __version__,
+        "input": "images: float32 (B, 3, H, W), RGB, values in [-1, 1] (pixel / 127.5 - 1); H, W >= 8",
+        "output": "translated: float32 (B, 3, H, W), RGB, values in [-1, 1]",
+        "channel_order": "RGB",
+        "layout": "NCHW",
+        "value_range": "[-1, 1]",
+        "method": config.method,
+        "preset": config.name,
+        "content_term": config.loss.structure,
+        "direction": config.data.direction,
+        "trained_steps": str(step),
+    }
 
 
 class ExportError(ValueError):
@@ -30,27 +71,45 @@ def export_format(output: str | Path) -> str:
     return FORMATS[suffix]
 
 
-def _to_onnx(generator: nn.Module, example: torch.Tensor, output: Path) -> None:
+def _to_onnx(generator: nn.Module, example: torch.Tensor, output: Path, info: dict[str, str]) -> None:
     try:
+        import onnx
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
     except ImportError:
         raise ExportError("ONNX export needs onnx and onnxscript: pip install 'sesim[export]'") from None
-    batch, height, width = torch.export.Dim("batch"), torch.export.Dim("height"), torch.export.Dim("width")
-    shapes = {"images": {0: batch, 2: 4 * height, 3: 4 * width}}
+    batch = torch.export.Dim("batch")
+    height, width = torch.export.Dim("height", min=MIN_SIDE), torch.export.Dim("width", min=MIN_SIDE)
+    shapes = {"images": {0: batch, 2: height, 3: width}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            generator, (example,), input_names=["images"], output_names=["translated"], dynamic_shapes=shapes,
-            dynamo=True, verbose=False,
+            AnySize(generator), (example,), input_names=["images"], output_names=["translated"],
+            dynamic_shapes=shapes, dynamo=True, verbose=False,
         )  # fmt: skip
     program.save(str(output))
+    model = onnx.load(str(output))
+    onnx.helper.set_model_props(model, info)
+    onnx.save(model, str(output))
 
 
-def _to_torchscript(generator: nn.Module, example: torch.Tensor, output: Path) -> None:
+def _to_torchscript(generator: nn.Module, example: torch.Tensor, output: Path, info: dict[str, str]) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(generator, example)
-    traced.save(str(output))
+        scripted = torch.jit.script(AnySize(torch.jit.trace(generator, example)))
+        torch.jit.save(scripted, str(output), _extra_files={"sesim.json": json.dumps(info, indent=1)})
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata an export carries."""
+    if export_format(path) == "onnx":
+        import onnx
+
+        return {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
+    files = {"sesim.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.load(str(path), _extra_files=files)
+    return json.loads(files["sesim.json"])
 
 
 def run_exported(path: str | Path, images: torch.Tensor) -> torch.Tensor:
@@ -71,20 +130,21 @@ def run_exported(path: str | Path, images: torch.Tensor) -> torch.Tensor:
 
 def export_generator(checkpoint: str | Path, output: str | Path, check_image: str | Path | None = None) -> float:
     """Write the checkpoint's generator to ``output`` (format from the suffix) and compare the
-    exported model with PyTorch on ``check_image`` (or a 256x256 test pattern); returns the
-    largest absolute difference of the outputs."""
+    exported model with ``sesim translate``'s PyTorch path on ``check_image`` (any size; default a
+    253x190 test pattern, not a multiple of 4); returns the largest absolute difference."""
     output = Path(output)
     kind = export_format(output)
-    generator, _ = load_generator(checkpoint, "cpu")
+    generator, config = load_generator(checkpoint, "cpu")
+    info = metadata(config, load_checkpoint(checkpoint)["step"])
     if check_image is not None:
         images = to_tensor(load_rgb(check_image)).unsqueeze(0)
     else:
-        ramp = torch.linspace(-1, 1, 256)
-        images = torch.stack([ramp[None, :].expand(256, 256), ramp[:, None].expand(256, 256), ramp.outer(ramp)])[None]
-    images, _ = pad_to_multiple(images)
+        rows, cols = torch.linspace(-1, 1, 190), torch.linspace(-1, 1, 253)
+        images = torch.stack([cols[None, :].expand(190, 253), rows[:, None].expand(190, 253), rows.outer(cols)])[None]
+    if min(images.shape[-2:]) < MIN_SIDE:
+        raise ExportError(f"--check-image {check_image}: at least {MIN_SIDE}x{MIN_SIDE} pixels are needed")
     output.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 3, 64, 64)
-    (_to_onnx if kind == "onnx" else _to_torchscript)(generator, example, output)
-    with torch.no_grad():
-        expected = generator(images)
+    (_to_onnx if kind == "onnx" else _to_torchscript)(generator, example, output, info)
+    expected = translate_tensor(generator, images)  # the same padding as sesim translate
     return (run_exported(output, images) - expected).abs().max().item()
