@@ -79,9 +79,24 @@ def test_visualize_writes_the_expected_grid(tmp_path, paired, capsys):
     assert main(["visualize", str(run_dir), str(image), "--out", str(out), "--size", "64",
                  "--point", "10,20", "--point", "40,40"]) == 0  # fmt: skip
     with Image.open(out) as picture:
-        # two taps x two points rows, source | translation columns, 64 px tiles
-        assert picture.size == (128, 4 * 64)
+        # two taps x two points rows; source | translation | colour scale columns, 64 px tiles
+        assert picture.size == (2 * 64 + 70, 4 * 64)
         pixels = np.asarray(picture)
-    assert pixels.std() > 0
-    assert main(["visualize", str(run_dir), str(image), "--out", str(out), "--size", "64", "--point", "99,1"]) == 2
-    assert "outside the 64x64 image" in capsys.readouterr().err
+    assert pixels[:, :128].std() > 0
+    bar = pixels[12:40, 128 + 4 : 128 + 18]
+    assert bar.std() > 10 and not (bar == 255).all()  # the colour bar is drawn
+    ring = pixels[20 - 8 : 20 + 8, 10 - 8 : 10 + 8]
+    assert ((ring[..., 1] > 200) & (ring[..., 0] < 60) & (ring[..., 2] < 60)).any()  # the query point is marked
+
+
+def test_visualize_keeps_the_aspect_and_takes_points_in_image_pixels(tmp_path, capsys):
+    data = tiny_data(tmp_path / "data")
+    run_dir = train(tiny_config("fsesim", data, tmp_path / "runs", "train.max_steps=1"))
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 96, 3), dtype=np.uint8)).save(wide)
+    out = tmp_path / "wide_maps.png"
+    assert main(["visualize", str(run_dir), str(wide), "--out", str(out), "--size", "64", "--point", "90,40"]) == 0
+    with Image.open(out) as picture:
+        assert picture.size == (2 * 64 + 70, 2 * 32)  # 96x48 drawn at 64x32, not squashed to 64x64
+    assert main(["visualize", str(run_dir), str(wide), "--out", str(out), "--point", "99,1"]) == 2
+    assert "outside the 96x48 image" in capsys.readouterr().err

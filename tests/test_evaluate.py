@@ -12,7 +12,7 @@ from PIL import Image
 from sesim.backbones.weights import WeightsUnavailableError
 from sesim.cli import main
 from sesim.data.images import DataError
-from sesim.evaluate import evaluate
+from sesim.evaluate import evaluate, markdown
 from sesim.metrics import psnr_ssim
 from sesim.metrics.distribution import EfficientNetFeatures, distribution_scores, inception_network
 
@@ -174,3 +174,23 @@ def test_lpips_needs_its_backbone_file(tmp_path):
     torch.save({"features.0.weight": torch.zeros(1)}, wrong)
     with pytest.raises(WeightsUnavailableError, match=r"is not torchvision's alexnet"):
         lpips_scorer("alex", wrong)
+
+
+def test_eval_checks_pairs_before_extracting_features_and_warns_on_small_sets(tmp_path, capsys, monkeypatch):
+    import sesim.evaluate as evaluate_module
+
+    rng = np.random.default_rng(5)
+    images = {f"t{i}": rng.integers(0, 256, (16, 16, 3)).astype(np.uint8) for i in range(3)}
+    real, fake = write_folder(tmp_path / "real", images), write_folder(tmp_path / "fake", images)
+    truth = write_folder(tmp_path / "truth", dict(list(images.items())[:2]))
+
+    def never(*args, **kwargs):
+        raise AssertionError("features were extracted before the pairing was checked")
+
+    monkeypatch.setattr(evaluate_module, "EfficientNetFeatures", never)
+    assert main(["eval", "--real", str(real), "--fake", str(fake), "--paired-with", str(truth)]) == 2
+    assert "2 images for 3 translations" in capsys.readouterr().err
+
+    result = evaluate(real, fake, metrics=["fd_efficientnet"], feature_networks={"fd_efficientnet": MeanColour()})
+    assert result["fd_efficientnet"] >= 0 and "sampling noise" in result["warnings"][0]
+    assert "warning:" in markdown(result)

@@ -159,6 +159,8 @@ def _eval(args: argparse.Namespace) -> int:
         device,
         lpips_weights=args.lpips_weights,
     )
+    for warning in result.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     table = markdown(result)
     out = Path(args.out) if args.out else Path(args.fake).parent / f"eval_{Path(args.fake).name}"
     out.parent.mkdir(parents=True, exist_ok=True)

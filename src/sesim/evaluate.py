@@ -45,7 +45,13 @@ def uint8_batches(images: Sequence[np.ndarray], batch_size: int = 32) -> Iterato
         yield torch.from_numpy(np.stack(group)).permute(0, 3, 1, 2).contiguous()
 
 
-def paired_scores(fake: dict[str, np.ndarray], truth: dict[str, np.ndarray], truth_dir: str | Path) -> dict:
+# Below this many images per set a Frechet distance or KID is mostly sampling noise (and below the
+# feature width the covariance is singular): the result says so. FID is usually quoted on thousands.
+SMALL_SET = 100
+
+
+def check_pairs(fake: dict[str, np.ndarray], truth: dict[str, np.ndarray], truth_dir: str | Path) -> None:
+    """Every translation has its ground truth of the same name and size (checked before any scoring)."""
     missing = sorted(set(fake) - set(truth))
     if missing or len(fake) != len(truth):
         raise DataError(
@@ -53,13 +59,17 @@ def paired_scores(fake: dict[str, np.ndarray], truth: dict[str, np.ndarray], tru
             + (f"; no ground truth for {', '.join(missing[:3])}" if missing else "")
             + " (pairs are matched by file name)"
         )
-    names = sorted(fake)
-    for name in names:
+    for name in sorted(fake):
         if fake[name].shape != truth[name].shape:
             raise DataError(
                 f"{name}: translation is {fake[name].shape[1]}x{fake[name].shape[0]} but the ground truth is "
                 f"{truth[name].shape[1]}x{truth[name].shape[0]}; translate at the ground truth's size"
             )
+
+
+def paired_scores(fake: dict[str, np.ndarray], truth: dict[str, np.ndarray], truth_dir: str | Path) -> dict:
+    check_pairs(fake, truth, truth_dir)
+    names = sorted(fake)
     predictions, targets = [fake[n] for n in names], [truth[n] for n in names]
     maps = maps_protocol(predictions, targets)
     return {"rmse": maps.rmse, "accuracy_5": maps.accuracy_5, "accuracy_10": maps.accuracy_10,
@@ -94,8 +104,18 @@ def evaluate(
     if "paired" in metrics and paired_with is None:
         raise ValueError("--metrics paired needs --paired-with DIR (the ground truth, matched by file name)")
     real_images, fake_images = load_folder(real, "--real"), load_folder(fake, "--fake")
+    truth = None
+    if "paired" in metrics:  # names and sizes first: no minutes of feature extraction before a mismatch
+        truth = load_folder(paired_with, "--paired-with")
+        check_pairs(fake_images, truth, paired_with)
     networks = dict(feature_networks or {})
     result: dict = {"real": str(real), "fake": str(fake), "n_real": len(real_images), "n_fake": len(fake_images)}
+    smallest = min(len(real_images), len(fake_images))
+    if smallest < SMALL_SET and {"fid", "fd_efficientnet"} & set(metrics):
+        result["warnings"] = [
+            f"{smallest} images in the smaller set: Frechet distances and KID from fewer than {SMALL_SET} images "
+            "are dominated by sampling noise (FID is quoted on thousands); compare only sets of the same size"
+        ]
     for name in ("fid", "fd_efficientnet"):
         if name not in metrics:
             continue
@@ -106,16 +126,16 @@ def evaluate(
             uint8_batches(list(real_images.values())), uint8_batches(list(fake_images.values())), network, device=device
         )
         if name == "fid":
-            result["fid"] = scores["frechet"]
+            result["fid"] = max(0.0, scores["frechet"])
             result["kid"] = {
                 "mean": scores["kid_mean"],
                 "std": scores["kid_std"],
                 "subset_size": scores["kid_subset_size"],
             }
         else:
-            result["fd_efficientnet"] = scores["frechet"]
+            result["fd_efficientnet"] = max(0.0, scores["frechet"])  # >= 0; rounding can dip below
     if "paired" in metrics:
-        result["paired"] = paired_scores(fake_images, load_folder(paired_with, "--paired-with"), paired_with)
+        result["paired"] = paired_scores(fake_images, truth, paired_with)
     if "lpips_diversity" in metrics:
         groups = group_by_input(list_images(fake, "--fake"))
         tensors = {name: [to_tensor(load_rgb(p)) for p in files] for name, files in groups.items()}
@@ -147,4 +167,5 @@ def markdown(result: dict) -> str:
         d = result["lpips_diversity"]
         rows.append((f"LPIPS diversity (AlexNet; {d['inputs']} inputs)", f"{d['lpips_diversity']:.4f}"))
     lines = ["| metric | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
+    lines += [f"\nwarning: {text}" for text in result.get("warnings", [])]
     return "\n".join(lines) + "\n"

@@ -16,17 +16,40 @@ from sesim.training.checkpoint import load_checkpoint
 from sesim.training.loop import load_generator
 
 
-def similarity_overlay(image: Image.Image, similarity: np.ndarray, point: tuple[int, int]) -> Image.Image:
-    """``similarity`` (h, w), any range, as a heat map over ``image``, the query point marked."""
+def similarity_overlay(
+    image: Image.Image, similarity: np.ndarray, point: tuple[int, int], low: float, high: float
+) -> Image.Image:
+    """``similarity`` (h, w) as a heat map over ``image`` on the scale ``[low, high]``, the query
+    point marked with a green ring and cross."""
     from matplotlib import colormaps
 
-    low, high = float(similarity.min()), float(similarity.max())
-    scaled = (similarity - low) / (high - low) if high > low else np.zeros_like(similarity)
+    scaled = np.clip((similarity - low) / (high - low), 0, 1) if high > low else np.zeros_like(similarity)
     heat = Image.fromarray((colormaps["inferno"](scaled)[..., :3] * 255).astype(np.uint8))
     blended = Image.blend(image.convert("RGB"), heat.resize(image.size, Image.BILINEAR), 0.6)
-    draw, (x, y), r = ImageDraw.Draw(blended), point, max(3, image.size[0] // 64)
-    draw.ellipse((x - r, y - r, x + r, y + r), outline=(0, 255, 0), width=max(1, r // 2))
+    draw, (x, y), r = ImageDraw.Draw(blended), point, max(4, max(image.size) // 48)
+    draw.ellipse((x - r, y - r, x + r, y + r), outline=(0, 255, 0), width=max(1, r // 3))
+    draw.line((x - 2 * r, y, x - r, y), fill=(0, 255, 0))
+    draw.line((x + r, y, x + 2 * r, y), fill=(0, 255, 0))
     return blended
+
+
+def colour_scale(height: int, low: float, high: float, width: int = 70) -> Image.Image:
+    """A vertical colour bar (high at the top) with its two end values."""
+    from matplotlib import colormaps
+
+    ramp = np.linspace(1, 0, max(2, height - 24))[:, None].repeat(14, axis=1)
+    bar = Image.new("RGB", (width, height), "white")
+    bar.paste(Image.fromarray((colormaps["inferno"](ramp)[..., :3] * 255).astype(np.uint8)), (4, 12))
+    draw = ImageDraw.Draw(bar)
+    draw.text((22, 8), f"{high:.3g}", fill=(0, 0, 0))
+    draw.text((22, height - 22), f"{low:.3g}", fill=(0, 0, 0))
+    return bar
+
+
+def fit_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """The image's size with its long side ``size`` and its aspect kept (sides multiples of 4)."""
+    scale = size / max(width, height)
+    return max(8, round(width * scale / 4) * 4), max(8, round(height * scale / 4) * 4)
 
 
 @torch.no_grad()
@@ -39,43 +62,58 @@ def visualize(
     size: int = 256,
     seed: int = 0,
 ) -> Path:
-    """Write a PNG grid: one row per (tap, point), columns source | translation; each tile
-    ``size x size``. ``points`` are ``(x, y)`` pixels of the resized image; by default
-    ``num_points`` are drawn at random (seeded)."""
+    """Write a PNG grid: one row per (tap, point), columns source | translation | colour scale.
+
+    The image is resized so that its long side is ``size`` (aspect kept). ``points`` are ``(x, y)``
+    pixels of the input image; by default ``num_points`` are drawn at random (seeded). Both maps
+    of a row share one colour scale (the loss compares them), printed beside them.
+    """
     generator, config = load_generator(checkpoint)
     structure = build_structure_loss(config.loss).eval()
     if structure.heads is not None:  # LSeSim: the maps of the trained heads
         structure.heads.load_state_dict(load_checkpoint(checkpoint)["networks"]["heads"])
-    if size % 4:
-        raise ValueError(f"--size must be a multiple of 4, got {size}")
-    source = to_tensor(load_rgb(image).resize((size, size), Image.BICUBIC))[None]
+    if size % 4 or size < 8:
+        raise ValueError(f"--size must be a multiple of 4 of at least 8, got {size}")
+    original = load_rgb(image)
+    width, height = fit_size(*original.size, size)
+    source = to_tensor(original.resize((width, height), Image.BICUBIC))[None]
     translated = generator(source)
     if points is None:
         rng = np.random.default_rng(seed)
-        points = [(int(x), int(y)) for x, y in rng.integers(size // 8, size - size // 8, (num_points, 2))]
-    bad = [p for p in points if not (0 <= p[0] < size and 0 <= p[1] < size)]
+        points = [
+            (int(rng.integers(original.size[0] // 8, original.size[0] - original.size[0] // 8)),
+             int(rng.integers(original.size[1] // 8, original.size[1] - original.size[1] // 8)))
+            for _ in range(num_points)
+        ]  # fmt: skip
+    bad = [p for p in points if not (0 <= p[0] < original.size[0] and 0 <= p[1] < original.size[1])]
     if bad:
-        raise ValueError(f"--point {bad[0][0]},{bad[0][1]} lies outside the {size}x{size} image")
+        raise ValueError(
+            f"--point {bad[0][0]},{bad[0][1]} lies outside the {original.size[0]}x{original.size[1]} image {image}"
+        )
+    scaled = [(x * width // original.size[0], y * height // original.size[1]) for x, y in points]
     pictures = [to_image(source[0]), to_image(translated[0])]
     features = [structure.features(source, grad=False), structure.features(translated, grad=False)]
-    tiles = []
+    rows = []
     for tap in structure.taps:
-        for x, y in points:
-            row = []
-            for picture, feats in zip(pictures, features, strict=True):
+        for x, y in scaled:
+            maps = []
+            for feats in features:
                 projected = structure.project(tap, feats[tap])
                 _, _, h, w = projected.shape
-                query = torch.tensor([min(h - 1, y * h // size) * w + min(w - 1, x * w // size)])
-                similarity = self_similarity(projected, query, None, config.loss.normalize)[0, 0].view(h, w)
-                row.append(similarity_overlay(picture, similarity.numpy(), (x, y)))
-            tiles.append(row)
-    sheet = Image.new("RGB", (2 * size, len(tiles) * size), "white")
-    for r, row in enumerate(tiles):
-        for c, tile in enumerate(row):
-            sheet.paste(tile, (c * size, r * size))
+                query = torch.tensor([min(h - 1, y * h // height) * w + min(w - 1, x * w // width)])
+                maps.append(self_similarity(projected, query, None, config.loss.normalize)[0, 0].view(h, w).numpy())
+            low, high = min(float(m.min()) for m in maps), max(float(m.max()) for m in maps)
+            tiles = [similarity_overlay(p, m, (x, y), low, high) for p, m in zip(pictures, maps, strict=True)]
+            rows.append((tiles, colour_scale(height, low, high)))
+    bar_width = rows[0][1].size[0]
+    sheet = Image.new("RGB", (2 * width + bar_width, len(rows) * height), "white")
+    for r, (tiles, bar) in enumerate(rows):
+        for c, tile in enumerate(tiles):
+            sheet.paste(tile, (c * width, r * height))
+        sheet.paste(bar, (2 * width, r * height))
     draw = ImageDraw.Draw(sheet)
     for index, tap in enumerate(structure.taps):
-        draw.text((4, index * len(points) * size + 4), f"{tap} (source | translation)", fill=(255, 255, 255))
+        draw.text((4, index * len(points) * height + 4), f"{tap} (source | translation)", fill=(255, 255, 255))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(output)
