@@ -3,6 +3,7 @@ warning on the way: an image, an ONNX or TorchScript export, random bytes, text,
 a truncated checkpoint, a pickle that would run code, another format version."""
 
 import argparse
+import hashlib
 import os
 
 import pytest
@@ -68,6 +69,7 @@ CASES = [
 def test_checkpoint_problems_name_their_cause(tmp_path, capsys, recwarn, make, name, fragment):
     path = tmp_path / name
     make(path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
     recwarn.clear()
     image = tmp_path / "in.png"
     Image.new("RGB", (8, 8)).save(image)
@@ -76,3 +78,4 @@ def test_checkpoint_problems_name_their_cause(tmp_path, capsys, recwarn, make, n
     assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
     assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
     assert not (tmp_path / "out.png").exists()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before  # the file given is left as it was
