@@ -124,3 +124,18 @@ def test_banner_and_timestamps(started, tmp_path, capsys):
     assert "steps: 2" in out and "compresses the preset's 200+200 epochs" in out
     records = [json.loads(line) for line in (started / "log.jsonl").read_text().splitlines()]
     assert records and all(record["time"].endswith("+00:00") for record in records)
+
+
+def test_time_budget_stops_cleanly_and_resume_continues(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    tiny_data(tmp_path / "tiny")
+    budget = sets("train.max_steps=4", "log.out_dir=runs", "log.checkpoint_every=100", "train.max_minutes=0.0001")
+    assert main(["train", "fsesim", "--data", "tiny", *FLAGS, *budget]) == 0
+    err = capsys.readouterr().err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert "train.max_minutes=0.0001 spent at step 1 of 4" in err and "sesim train --resume runs/001-fsesim" in err
+    assert load_checkpoint(run_dir)["step"] == 1  # saved although checkpoint_every is 100
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "time_budget" for e in events)
+    assert main(["train", "--resume", str(run_dir), *sets("train.max_minutes=null")]) == 0
+    assert steps(run_dir) == [1, 2, 3, 4]

@@ -196,6 +196,9 @@ class TrainConfig(Section):
         "off", description="torch.compile mode"
     )
     max_nonfinite_steps: int = Field(10, ge=0, description="then stop, with the last good checkpoint intact")
+    max_minutes: float | None = Field(
+        None, gt=0, description="wall-clock budget: save and stop cleanly once spent (resume continues); null: none"
+    )
     init_from: str | None = Field(
         None, description="fine-tune: start from this run's (or checkpoint's) weights, fresh optimizers"
     )
@@ -344,7 +347,7 @@ def validate(data: dict[str, Any], source: str, overrides: list[str] | tuple[str
 # its data is, how it logs. Everything else (networks, losses, method, batch, optimizer) shaped
 # the weights and optimizer states in the checkpoint, so changing it would not be that run.
 RESUMABLE = (
-    "train.max_steps", "train.epochs", "train.decay_epochs", "train.device", "train.nan_guard",
+    "train.max_steps", "train.max_minutes", "train.epochs", "train.decay_epochs", "train.device", "train.nan_guard",
     "train.max_nonfinite_steps", "train.compile", "train.deterministic", "train.channels_last",
     "data.root", "data.folder_a", "data.folder_b", "data.workers", "data.prefetch", "data.cache_images",
     "data.on_bad_image", "validation.every", "validation.folder_a", "validation.folder_b", "validation.max_images",

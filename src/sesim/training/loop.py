@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -486,6 +487,7 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
     nonfinite_steps = 0
     skipped_files: set[str] = set()
     stops = _StopRequests()
+    started, budget = time.monotonic(), None if t.max_minutes is None else 60 * t.max_minutes
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(t.deterministic or was_deterministic)
     try:
@@ -547,10 +549,22 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
                         if main:
                             logger.event(step, "best", metric=v.metric, value=value)
                 stop_now = processes.any_flag(stops.signal is not None)
-                if step % log.checkpoint_every == 0 or step == total_steps or stop_now:
+                # The wall-clock budget: every process stops at the same step (rank 0's clock decides).
+                spent = budget is not None and processes.any_flag(main and time.monotonic() - started >= budget)
+                if step % log.checkpoint_every == 0 or step == total_steps or stop_now or spent:
                     save(f"step_{step:07d}.pt", "latest.pt")
                 if stop_now:
                     raise Interrupted(run_dir, step)
+                if spent and step < total_steps:
+                    if main:
+                        minutes = (time.monotonic() - started) / 60
+                        logger.event(step, "time_budget", minutes=round(minutes, 2), max_minutes=t.max_minutes)
+                        bar.write(
+                            f"note: train.max_minutes={t.max_minutes:g} spent at step {step} of {total_steps}; "
+                            f"checkpoint saved. Continue with: sesim train --resume {run_dir}",
+                            file=sys.stderr,
+                        )
+                    break
     except BaseException:
         if fresh and step == 0 and main:  # nothing trained: leave no empty numbered folder behind
             if logger is not None:
