@@ -156,6 +156,38 @@ def maps_compare(result: dict) -> str:
     return "\n".join(lines)
 
 
+def translate_large(result: dict) -> str:
+    facts = result["machine"]
+    return "\n".join([
+        f"`benchmarks/translate_large.py --size {result['size']}`, {_machine(facts)}, torch {facts['torch']}, "
+        f"{facts.get('date', '')}: the paper's generator (ngf 64, 9 blocks) through `sesim translate`'s "
+        "automatic tiling.",
+        "",
+        "| image | whole-image estimate | free memory | tiles | wall time | peak RSS of the process |",
+        "|---|---|---|---|---|---|",
+        f"| {result['size']}x{result['size']} | {result['whole_image_estimate_gib']:.1f} GiB | "
+        f"{result['free_gib']:.1f} GiB | {result['tiles']} of {result['tile']}x{result['tile']} | "
+        f"{result['seconds']:.0f} s | {result['peak_rss_gib']:.2f} GiB |",
+    ])  # fmt: skip
+
+
+def startup(result: dict) -> str:
+    facts = result["machine"]
+    revisions = [key[:-3] for key in result["rows"][0] if key.endswith("_ms") and key != "now_ms"]
+    header = "| command | now | " + "".join(f"at `{rev}` | " for rev in revisions)
+    lines = [
+        f"`benchmarks/startup.py`, {_machine(facts)}, {facts.get('date', '')}: a fresh process per call, "
+        f"median of {result['repeats']} interleaved rounds.",
+        "",
+        header.rstrip(),
+        "|---|---|" + "---|" * len(revisions),
+    ]
+    for row in result["rows"]:
+        others = "".join(f"{row[f'{rev}_ms']:.0f} ms | " for rev in revisions)
+        lines.append(f"| `{row['command']}` | {row['now_ms']:.0f} ms | {others}".rstrip())
+    return "\n".join(lines)
+
+
 TABLES = {
     "loss_cpu": ("loss_cpu", loss),
     "loss_gpu": ("loss_gpu", loss),
@@ -166,6 +198,8 @@ TABLES = {
     "maps_eval": ("maps_eval", maps_eval),
     "maps_analysis": ("maps_analysis", maps_analysis),
     "maps_compare_cpu": ("maps_compare_cpu", maps_compare),
+    "translate_large_cpu": ("translate_large_cpu", translate_large),
+    "startup_cpu": ("startup_cpu", startup),
 }
 
 
