@@ -63,7 +63,8 @@ def loss(result: dict) -> str:
 
 def train_step(result: dict) -> str:
     lines = [
-        f"`benchmarks/train_step.py`, {_machine(result)}, torch {result['torch']}, 256x256; "
+        f"`benchmarks/train_step.py`, {_machine(result)}, torch {result['torch']}, "
+        f"{result.get('size', 256)}x{result.get('size', 256)}; "
         "baseline = plain eager fp32 step, contiguous layout, unfused Adam, same run.",
         "",
         "| method | batch | variant | median step | images/s | "
@@ -188,6 +189,29 @@ def startup(result: dict) -> str:
     return "\n".join(lines)
 
 
+# Published maps figures (GcGAN paper, Fu et al. CVPR 2019: 1098 test pairs, 256 px, 400 epochs).
+MAPS_PUBLISHED = {"CycleGAN": (28.15, 41.8, 63.7), "GAN alone": (33.27, 19.3, 42.0)}
+
+
+def maps_gpu(result: dict) -> str:
+    lines = [
+        f"`benchmarks/gpu_checks.sh` stage (c) on {result.get('device_name') or 'the GPU'}: the paper's networks at "
+        "256 px, EfficientNet-Lite0 backbone, bf16, a 1.6-minute budget each, held-out tiles 1001-1096; "
+        "published rows (GcGAN paper, 400 epochs) for scale.",
+        "",
+        "| method | steps | RMSE | accuracy (< 5) | accuracy (< 10) | PSNR | SSIM | FD, EfficientNet-Lite0 (not FID) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for method, scores in result["methods"].items():
+        p = scores["paired"]
+        lines.append(f"| {method} | {scores.get('steps')} | {p['rmse']:.2f} | {100 * p['accuracy_5']:.1f}% | "
+                     f"{100 * p['accuracy_10']:.1f}% | {p['psnr']:.2f} dB | {p['ssim']:.3f} | "
+                     f"{scores.get('fd_efficientnet', float('nan')):.1f} |")  # fmt: skip
+    for method, (rmse, five, ten) in MAPS_PUBLISHED.items():
+        lines.append(f"| {method} (published) | 400 epochs | {rmse:.2f} | {five:.1f}% | {ten:.1f}% | - | - | - |")
+    return "\n".join(lines)
+
+
 TABLES = {
     "loss_cpu": ("loss_cpu", loss),
     "loss_gpu": ("loss_gpu", loss),
@@ -200,6 +224,8 @@ TABLES = {
     "maps_compare_cpu": ("maps_compare_cpu", maps_compare),
     "translate_large_cpu": ("translate_large_cpu", translate_large),
     "startup_cpu": ("startup_cpu", startup),
+    "translate_gpu": ("translate_gpu", translate),
+    "maps_gpu": ("maps_gpu", maps_gpu),
 }
 
 

@@ -59,15 +59,17 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
 
 
-def measure(preset: str, name: str, batch: int, device: torch.device, repeats: int, warmup: int) -> dict:
+def measure(
+    preset: str, name: str, batch: int, device: torch.device, repeats: int, warmup: int, size: int = 256
+) -> dict:
     variant = VARIANTS[name]
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     method = build(preset, variant, device)
     layout = torch.channels_last if _nhwc(variant, device) else torch.contiguous_format
-    real_a = (torch.rand(batch, 3, 256, 256, device=device) * 2 - 1).contiguous(memory_format=layout)
-    real_b = (torch.rand(batch, 3, 256, 256, device=device) * 2 - 1).contiguous(memory_format=layout)
+    real_a = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=layout)
+    real_b = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=layout)
     query_rng = torch.Generator(device=device).manual_seed(0)
     start = time.perf_counter()
     for _ in range(warmup):
@@ -97,16 +99,17 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--size", type=int, default=256, help="image side (smaller only for smoke runs)")
     args = parser.parse_args()
     device = torch.device(args.device)
     rows = []
     for preset in args.methods:
         for batch in args.batch:
             for name in args.variants:
-                row = measure(preset, name, batch, device, args.repeats, args.warmup)
+                row = measure(preset, name, batch, device, args.repeats, args.warmup, args.size)
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
-    print(json.dumps({"benchmark": "train_step", "size": 256, **machine(device), "results": rows}, indent=1))
+    print(json.dumps({"benchmark": "train_step", "size": args.size, **machine(device), "results": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def onnx_runner(generator: torch.nn.Module, example: torch.Tensor):
     from sesim.export import _to_onnx
 
     path = Path(tempfile.mkdtemp()) / "generator.onnx"
-    _to_onnx(generator, example[:1, :, :64, :64].contiguous(), path)
+    _to_onnx(generator, example[:1, :, :64, :64].contiguous(), path, {})
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     images = example.numpy()
     return lambda: session.run(None, {"images": images})
@@ -40,13 +40,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    parser.add_argument("--size", type=int, default=256, help="image side (smaller only for smoke runs)")
     args = parser.parse_args()
     device = torch.device(args.device)
     generator = ResnetGenerator().to(device).eval()
     compiled = None
     rows = []
     for batch in args.batch:
-        images = torch.rand(batch, 3, 256, 256, device=device) * 2 - 1
+        images = torch.rand(batch, 3, args.size, args.size, device=device) * 2 - 1
         settings = {"eager fp32": (generator, None, torch.contiguous_format),
                     "eager fp32 channels-last": (generator, None, torch.channels_last)}  # fmt: skip
         if device.type == "cuda":
@@ -81,7 +82,7 @@ def main() -> None:
                 }
             )
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    print(json.dumps({"benchmark": "translate", "size": 256, **machine(device), "results": rows}, indent=1))
+    print(json.dumps({"benchmark": "translate", "size": args.size, **machine(device), "results": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,53 @@
+"""benchmarks/gpu_checks.sh cannot report success when a stage failed (it used to exit 0 with
+every stage dead and every JSON empty). CI runs its --smoke mode for real (.ci/run)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_checks.sh"
+
+
+def test_a_failing_stage_fails_the_call_and_is_named(tmp_path):
+    environment = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": "false"}  # every stage's python fails
+    result = subprocess.run(["bash", str(SCRIPT), "--smoke"], capture_output=True, text=True, env=environment)
+    assert result.returncode == 1
+    for stage in ("facts", "loss", "train_step", "translate", "maps_fsesim", "maps_cut"):
+        assert f"FAILED stage: {stage}" in result.stderr, stage
+
+
+def test_a_stage_that_prints_no_json_fails(tmp_path):
+    """A benchmark that exits 0 with empty output (what the old script shipped) is a failure."""
+    real = subprocess.run(["bash", "-c", "command -v python3"], capture_output=True, text=True).stdout.strip()
+    fake = tmp_path / "python3"
+    fake.write_text(f'#!/bin/sh\ncase "$1" in benchmarks/*.py) exit 0 ;; esac\nexec "{real}" "$@"\n')
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    environment = {**os.environ, "OUT": str(out), "PYTHON": str(fake), "SESIM_CHECK_STAGES": "loss translate"}
+    result = subprocess.run(["bash", str(SCRIPT), "--smoke"], capture_output=True, text=True, env=environment)
+    assert result.returncode == 1
+    assert "FAILED stage: loss: printed no valid, non-empty JSON" in result.stderr
+    assert "FAILED stage: translate: printed no valid, non-empty JSON" in result.stderr
+    assert "facts" not in result.stdout  # only the stages asked for ran
+    assert sorted(p.name for p in out.iterdir()) == ["logs.txt", "results.json", "summary.md"]  # at most 8 files
+
+
+def test_gpu_bundle_is_split_for_the_tables_and_a_smoke_bundle_is_refused():
+    import importlib.util
+
+    import pytest
+
+    spec = importlib.util.spec_from_file_location("gpu_results", SCRIPT.parent / "gpu_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    paired = {"rmse": 30.0, "accuracy_5": 0.3, "accuracy_10": 0.5, "psnr": 25.0, "ssim": 0.7}
+    bundle = {
+        "smoke": False, "facts": {"name": "NVIDIA H200"},
+        "train_step": {"torch": "2.14", "device": "cuda", "results": []},
+        "maps_fsesim": {"paired": paired, "fd_efficientnet": 100.0}, "maps_fsesim_curve": [{"step": 900}],
+    }  # fmt: skip
+    documents = module.split(bundle)
+    assert documents["train_step_gpu"]["device_name"] == "NVIDIA H200"
+    assert documents["maps_gpu"]["methods"]["fsesim"]["steps"] == 900
+    with pytest.raises(ValueError, match="smoke"):
+        module.split({**bundle, "smoke": True})
