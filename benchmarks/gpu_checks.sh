@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared call for a lent GPU machine (the device tool), at most 9 minutes, every stage
 # time-boxed:
-#   (a) device facts and the GPU tests                              ~2 min
+#   (a) device facts and the GPU tests (tests/test_device.py on cuda)  ~2.5 min
 #   (b) loss, training-step and translation benchmarks              ~2.5 min
 #   (c) maps at GPU scale: FSeSim and CUT, the paper's networks at 256 px, the offline backbone,
 #       a wall-clock budget each (train.max_minutes), then translate + sesim eval --paired-with
@@ -65,7 +65,8 @@ print(json.dumps(facts))' "$DEVICE"
 if [ "$SMOKE" = 1 ]; then
   stage tests 60 no "$PY" -m pytest -q -x -p no:cacheprovider tests/test_losses_module.py
 else
-  stage tests 120 no "$PY" -m pytest -q -x -p no:cacheprovider tests/test_losses_spatial.py tests/test_losses_module.py
+  stage tests 150 no env SESIM_TEST_DEVICE=cuda "$PY" -m pytest -q -p no:cacheprovider tests/test_device.py \
+    tests/test_losses_spatial.py
 fi
 
 # --- (b) benchmarks ---
@@ -99,13 +100,13 @@ try:
     print(max(rows, key=lambda r: r["images_per_s"])["batch"])
 except Exception:
     print(8)' "$WORK/json/train_step.json")
-  RECIPE=(--set train.max_minutes=1.6 --set train.max_steps=1000000 --set data.workers=8 --set train.precision=bf16)
+  RECIPE=(--set train.max_minutes=1.5 --set train.max_steps=1000000 --set data.workers=8 --set train.precision=bf16)
 fi
 COMMON=(--set loss.backbone=efficientnet_lite0 --set train.batch_size="$BATCH" --set "train.device=$DEVICE"
   --set log.progress=false --set log.tensorboard=false --set log.every=20 --set log.sample_every=100000
   --set log.checkpoint_every=100000)
 for method in fsesim cut; do
-  stage "maps_${method}_train" 130 no "$PY" -m sesim.cli train "$method" --data "$DATA" "${COMMON[@]}" "${RECIPE[@]}" \
+  stage "maps_${method}_train" 120 no "$PY" -m sesim.cli train "$method" --data "$DATA" "${COMMON[@]}" "${RECIPE[@]}" \
     --set "log.out_dir=$WORK/runs/$method"
   RUN=$(ls -d "$WORK/runs/$method"/*/ 2>/dev/null | head -n 1)
   stage "maps_${method}_translate" 40 no "$PY" -m sesim.cli translate "${RUN:-missing-run}" "$DATA/testA" \

@@ -196,7 +196,7 @@ MAPS_PUBLISHED = {"CycleGAN": (28.15, 41.8, 63.7), "GAN alone": (33.27, 19.3, 42
 def maps_gpu(result: dict) -> str:
     lines = [
         f"`benchmarks/gpu_checks.sh` stage (c) on {result.get('device_name') or 'the GPU'}: the paper's networks at "
-        "256 px, EfficientNet-Lite0 backbone, bf16, a 1.6-minute budget each, held-out tiles 1001-1096; "
+        "256 px, EfficientNet-Lite0 backbone, bf16, a 1.5-minute budget each, held-out tiles 1001-1096; "
         "published rows (GcGAN paper, 400 epochs) for scale.",
         "",
         "| method | steps | RMSE | accuracy (< 5) | accuracy (< 10) | PSNR | SSIM | FD, EfficientNet-Lite0 (not FID) |",

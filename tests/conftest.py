@@ -22,6 +22,9 @@ def _inductor_cache_per_kernel_setting() -> None:
 
 
 _inductor_cache_per_kernel_setting()
+if os.environ.get("SESIM_TEST_DEVICE", "cpu").startswith("cuda"):
+    # Deterministic cuBLAS needs its workspace fixed before the first CUDA call of the process.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 DATA = Path(__file__).parent / "data"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

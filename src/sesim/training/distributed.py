@@ -86,10 +86,12 @@ def start(device_name: str) -> tuple[Processes, str]:
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
     if cuda:
-        torch.cuda.set_device(local_rank)
-        device_name = f"cuda:{local_rank}"
+        # More processes than cards share them round-robin (NCCL cannot: set SESIM_DIST_BACKEND=gloo).
+        index = local_rank % max(1, torch.cuda.device_count())
+        torch.cuda.set_device(index)
+        device_name = f"cuda:{index}"
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        dist.init_process_group(backend=os.environ.get("SESIM_DIST_BACKEND") or ("nccl" if cuda else "gloo"))
     cpu_group = dist.new_group(backend="gloo") if cuda else None
     return Processes(rank, world_size, local_rank, cpu_group), device_name
 

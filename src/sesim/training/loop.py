@@ -321,6 +321,9 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
         _check_data_is_here(config)
     else:
         config = absolute_paths(config)
+    if config.train.deterministic:
+        # cuBLAS is deterministic only with a fixed workspace, chosen before its first use.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     processes, device_name = distributed.start(config.train.device)
     try:
         return _train(config, checkpoint, resume, processes, pick_device(device_name))
