@@ -427,7 +427,7 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
             scheduler.load_state_dict(checkpoint["schedulers"][name])
         resume_note = _restore_process_state(checkpoint, processes, query_rng, method, device)
         step = checkpoint["step"]
-        stored = _flatten(checkpoint["config"])
+        stored = _flatten(validate(checkpoint["config"], "stored config").model_dump(mode="json"))  # defaults filled
         changes = [
             f"{k}: {stored.get(k)} -> {v}"
             for k, v in _flatten(config.model_dump(mode="json")).items()
