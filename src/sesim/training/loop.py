@@ -292,7 +292,13 @@ def resume_config(resume: str | Path, overrides: list[str] | tuple[str, ...] = (
     for assignment in overrides:
         check_resumable(assignment)
         apply_override(data, assignment)
-    return validate(data, f"{resume} (stored config)", overrides), checkpoint
+    config = validate(data, f"{resume} (stored config)", overrides)
+    if config.train.max_steps is not None and config.train.max_steps < checkpoint["step"]:
+        raise ConfigError(
+            f"train.max_steps={config.train.max_steps} is below the step {checkpoint['step']} the run has reached; "
+            "a resumed run can only go on (--set train.max_steps=N with N larger)"
+        )
+    return config, checkpoint
 
 
 def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint: dict | None = None) -> Path:
