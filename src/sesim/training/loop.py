@@ -277,7 +277,8 @@ def banner(
     ]
     if t.max_steps and t.max_steps != scheduled:
         lines.append(
-            f"  train.max_steps={t.max_steps} compresses the preset's {t.epochs}+{t.decay_epochs} epochs "
+            f"  train.max_steps={t.max_steps} {'compresses' if total_steps < scheduled else 'stretches'} the "
+            f"preset's {t.epochs}+{t.decay_epochs} epochs "
             f"({scheduled} steps) into {total_steps}, keeping their constant/decay proportion"
         )
     return "\n".join(lines)
