@@ -161,3 +161,26 @@ def test_old_step_checkpoints_are_pruned_and_latest_is_no_second_copy(tmp_path, 
     assert os.path.samefile(folder / "latest.pt", folder / "step_0000005.pt")  # one file on disk
     assert load_checkpoint(folder / "latest.pt")["step"] == 5
     assert not list(folder.glob(".*"))  # no temporary files left
+
+
+def test_epoch_schedule_is_the_original_rule_and_step_stays_an_option(tmp_path, data):
+    """CycleGAN/CUT/F-LSeSim: 1 - max(0, e + 1 - epochs) / (decay_epochs + 1), once per epoch."""
+    settings = ("train.max_steps=6", "train.epochs=1", "train.decay_epochs=2", "train.lr=0.1")
+    by_epoch = train(tiny_config("fsesim", data, tmp_path / "a", *settings, "train.schedule=epoch"))
+    by_step = train(tiny_config("fsesim", data, tmp_path / "b", *settings, "train.schedule=step"))
+
+    def rates(run_dir):  # the rate each logged step leaves for the next one
+        lines = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+        return [round(line["lr"], 4) for line in lines if "lr" in line]
+
+    # 2 steps an epoch: epoch 0 at 1, epoch 1 at 1 - 1/3, epoch 2 at 1 - 2/3 (never 0)
+    assert rates(by_epoch) == [0.1, 0.0667, 0.0667, 0.0333, 0.0333, 0.0]
+    assert rates(by_step) == [0.1, 0.1, 0.075, 0.05, 0.025, 0.0]
+
+
+def test_checkpoints_from_before_the_schedule_key_resume_per_step(tmp_path, data):
+    run_dir = train(tiny_config("fsesim", data, tmp_path, "train.max_steps=1"))
+    document = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    del document["config"]["train"]["schedule"]
+    torch.save(document, run_dir / "checkpoints" / "latest.pt")
+    assert load_checkpoint(run_dir)["config"]["train"]["schedule"] == "step"

@@ -167,6 +167,13 @@ class TrainConfig(Section):
     betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas")
     epochs: int = Field(200, ge=0, description="epochs at the constant learning rate")
     decay_epochs: int = Field(200, ge=0, description="epochs of linear decay to zero after them")
+    schedule: Literal["epoch", "step"] = Field(
+        "epoch",
+        description=(
+            "learning-rate decay after train.epochs: epoch (the original code's: down once per epoch by "
+            "1/(decay_epochs + 1), never 0) or step (linear every step, 0 at the last)"
+        ),
+    )
     max_steps: int | None = Field(
         None,
         ge=1,
@@ -347,7 +354,8 @@ def validate(data: dict[str, Any], source: str, overrides: list[str] | tuple[str
 # its data is, how it logs. Everything else (networks, losses, method, batch, optimizer) shaped
 # the weights and optimizer states in the checkpoint, so changing it would not be that run.
 RESUMABLE = (
-    "train.max_steps", "train.max_minutes", "train.epochs", "train.decay_epochs", "train.device", "train.nan_guard",
+    "train.max_steps", "train.max_minutes", "train.epochs", "train.decay_epochs", "train.schedule", "train.device",
+    "train.nan_guard",
     "train.max_nonfinite_steps", "train.compile", "train.deterministic", "train.channels_last",
     "data.root", "data.folder_a", "data.folder_b", "data.workers", "data.prefetch", "data.cache_images",
     "data.on_bad_image", "validation.every", "validation.folder_a", "validation.folder_b", "validation.max_images",

@@ -152,6 +152,9 @@ def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, An
     if document.get("format_version") == 1:  # one process's RNG and pool at the top level
         document["processes"] = [{"rng": document.pop("rng"), "pools": {"fake_b": document.pop("pool")}}]
         document["format_version"] = FORMAT_VERSION
+    train = document.get("config", {}).get("train")
+    if isinstance(train, dict) and "schedule" not in train:  # written before train.schedule: per-step decay
+        train["schedule"] = "step"
     if document.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {document.get('format_version')}; this SeSim reads 1 and {FORMAT_VERSION}"

@@ -110,9 +110,22 @@ def pick_device(name: str) -> torch.device:
 
 
 def schedule(constant_steps: int, total_steps: int):
-    """Learning-rate factor: 1 for ``constant_steps``, then linear to 0 at ``total_steps``."""
+    """Per-step learning-rate factor: 1 for ``constant_steps``, then linear to 0 at ``total_steps``."""
     decay = max(1, total_steps - constant_steps)
     return lambda step: 1.0 - max(0, step - constant_steps) / decay
+
+
+def epoch_schedule(epochs: int, decay_epochs: int, total_steps: int):
+    """The CycleGAN / CUT / F-LSeSim rule, once per epoch: ``1 - max(0, e + 1 - epochs) /
+    (decay_epochs + 1)`` for the 0-based epoch ``e`` (it never reaches 0). An epoch is
+    ``total_steps / (epochs + decay_epochs)`` steps, so a compressed run keeps the rule's shape.
+
+    >>> factor = epoch_schedule(2, 2, 40)  # 10 steps an epoch
+    >>> [round(factor(step), 3) for step in (0, 9, 10, 19, 20, 29, 30, 39)]
+    [1.0, 1.0, 1.0, 1.0, 0.667, 0.667, 0.333, 0.333]
+    """
+    length = total_steps / max(1, epochs + decay_epochs)
+    return lambda step: 1.0 - max(0, int(step // length) + 1 - epochs) / (decay_epochs + 1)
 
 
 def rng_state(query_rng: torch.Generator) -> dict:
@@ -273,7 +286,12 @@ def banner(
         f"  device: {device}, precision {t.precision}, {processes} process(es), batch {t.batch_size} "
         f"({per_epoch} steps per epoch)",
         f"  steps: {total_steps} (~{total_steps / per_epoch:.1f} epochs); lr {t.lr:g} constant to step "
-        f"{constant_steps}, then linear to 0 at step {total_steps}",
+        + (
+            f"{constant_steps}, then down by 1/{t.decay_epochs + 1} each epoch to "
+            f"{1 / (t.decay_epochs + 1):.3g} x lr (train.schedule=epoch, as the original code)"
+            if t.schedule == "epoch"
+            else f"{constant_steps}, then linear to 0 at step {total_steps} (train.schedule=step)"
+        ),
     ]
     if t.max_steps and t.max_steps != scheduled:
         lines.append(
@@ -407,6 +425,10 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
     total_steps = t.max_steps or scheduled
     # With max_steps, keep the preset's constant/decay proportion.
     constant_steps = round(total_steps * t.epochs / max(1, t.epochs + t.decay_epochs))
+    if t.schedule == "epoch":
+        factor = epoch_schedule(t.epochs, t.decay_epochs, total_steps)
+    else:
+        factor = schedule(constant_steps, total_steps)
 
     dtype = weight_dtype(t.precision)
     method = build_method(config, device, processes.rank).to(device, dtype)
@@ -414,8 +436,7 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
     layout = torch.channels_last if nhwc else torch.contiguous_format
     method.to(memory_format=layout)
     schedulers = {
-        name: torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(constant_steps, total_steps))
-        for name, optimizer in method.optimizers.items()
+        name: torch.optim.lr_scheduler.LambdaLR(optimizer, factor) for name, optimizer in method.optimizers.items()
     }
 
     step, resume_note, notes = 0, None, []

@@ -1,0 +1,14 @@
+"""The examples in docstrings run as written."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["sesim.training.loop", "sesim.losses.precision"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
