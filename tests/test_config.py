@@ -23,7 +23,8 @@ def test_presets_carry_the_paper_defaults():
         assert config.weights.spatial == 10 and config.train.pool_size == 50
         assert (config.model.generator.ngf, config.model.generator.blocks) == (64, 9)
     assert (fsesim.loss.window, fsesim.loss.learned) == (64, False)
-    assert (lsesim.loss.window, lsesim.loss.learned) == (32, True)
+    assert (lsesim.loss.window, lsesim.loss.learned) == (64, True)  # the authors' train_sc.sh: --patch_size 64
+    assert config.train.schedule == "epoch"  # lr decay once per epoch, as their code
 
 
 def test_overrides_are_typed():
