@@ -11,6 +11,7 @@ import torch
 
 from sesim.cli import main
 from sesim.config import load_config, preset_names
+from sesim.losses import sample_query_ids
 from sesim.losses.patch_nce import patch_nce_loss
 from sesim.methods import METHODS, CycleGAN, SeSimTranslation
 from sesim.networks import ResnetGenerator
@@ -88,7 +89,10 @@ def test_cut_projector_is_built_eagerly_and_trained_with_the_generator():
 
 
 @pytest.mark.numerics
-def test_fastcut_flips_the_generator_input_and_output():
+def test_fastcut_flips_as_cut_does():
+    """CUT's flip equivariance: on about half the steps G translates the mirrored input, the
+    discriminator sees G(flip(A)) as it is, and PatchNCE mirrors the translation's encoder
+    features back onto A's positions (not the translation itself)."""
     config = load_config("fastcut", [SMALL_NCE, "model.generator.ngf=8", "model.generator.blocks=1"])
     method = SeSimTranslation(config.model.generator, config.model.discriminator, config.loss, config.weights)
     images = torch.rand(1, 3, 16, 16) * 2 - 1
@@ -96,9 +100,24 @@ def test_fastcut_flips_the_generator_input_and_output():
     for seed in range(8):
         torch.manual_seed(seed)
         with torch.no_grad():
-            translated, _ = method.translate_for_training(images, None)
-            seen.append(torch.allclose(translated, method.generator(images.flip(3)).flip(3)))
+            fake, _, flipped = method.translate_for_training(images, None)
+            assert torch.allclose(fake, method.generator(images.flip(3) if flipped else images))
+        seen.append(flipped)
     assert any(seen) and not all(seen)  # about half the steps mirror
+
+    term, generator = method.term, method.generator
+    with torch.no_grad():
+        fake = generator(images.flip(3))
+        ours = term(images, fake, torch.Generator().manual_seed(0), True)
+        keys = generator.encode(images, term.taps)
+        queries = {tap: q.flip(3) for tap, q in generator.encode(fake, term.taps).items()}
+        rng = torch.Generator().manual_seed(0)
+        ids = {tap: sample_query_ids(*f.shape[-2:], term.num_patches, rng) for tap, f in keys.items()}
+        k, q = term.projector(term._patches(keys, ids)), term.projector(term._patches(queries, ids))
+        by_hand = torch.stack([patch_nce_loss(q[t], k[t], term.temperature) for t in term.taps]).mean()
+        image_level = term(images, fake.flip(3), torch.Generator().manual_seed(0), False)
+    assert torch.allclose(ours, by_hand)
+    assert not torch.allclose(ours, image_level)  # mirroring the image instead is not the same
 
 
 def test_cyclegan_generator_step_leaves_the_discriminators_untouched():
@@ -212,3 +231,18 @@ def test_multimodal_same_code_same_output_different_code_different_output():
         assert torch.equal(generator(images, code), generator(images, code))
         assert not torch.allclose(generator(images, code), generator(images, torch.randn(2, 8)))
         assert torch.equal(generator(images), generator(images, torch.zeros(2, 8)))
+
+
+@pytest.mark.parametrize("antialias", [True, False])
+def test_cut_taps_are_cuts_layers(antialias):
+    """CUT's nce_layers 0, 4, 8, 12, 16: the padded input, the raw convolution of each
+    down-sampling stage (before its norm and blur-pool: full and half resolution with blur-pool),
+    the first and fifth residual blocks."""
+    generator = ResnetGenerator(ngf=8, blocks=5, antialias=antialias)
+    taps = ["input", "down1_conv", "down2_conv", "block1", "block5"]
+    shapes = {tap: tuple(f.shape[1:]) for tap, f in generator.encode(torch.zeros(1, 3, 32, 32), taps).items()}
+    full, half = (32, 16) if antialias else (16, 8)  # strided convolutions halve in the conv itself
+    assert shapes == {"input": (3, 38, 38), "down1_conv": (16, full, full), "down2_conv": (32, half, half),
+                      "block1": (32, 8, 8), "block5": (32, 8, 8)}  # fmt: skip
+    assert [generator.taps[t][0] for t in taps] == ([0, 4, 8, 12, 16] if antialias else [0, 4, 7, 10, 14])
+    assert load_config("cut").loss.patchnce.taps == taps and load_config("fastcut").loss.patchnce.taps == taps

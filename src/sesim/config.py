@@ -56,8 +56,11 @@ class PatchNCEConfig(Section):
     """CUT's PatchNCE term (``loss.structure: patchnce``): taps of the generator's encoder."""
 
     taps: list[str] = Field(
-        ["input", "down1", "down2", "block1", "block5"],
-        description="generator encoder taps PatchNCE contrasts (names: input, stem, down1, down2, block1 ...)",
+        ["input", "down1_conv", "down2_conv", "block1", "block5"],
+        description=(
+            "generator encoder taps PatchNCE contrasts (input, stem, down1_conv, down1, down2_conv, down2, "
+            "block1 ...; CUT's: input, down1_conv, down2_conv, block1, block5)"
+        ),
     )
     num_patches: int = Field(256, ge=1, description="patches sampled per tap and image")
     temperature: float = Field(0.07, gt=0, description="InfoNCE temperature")

@@ -119,16 +119,17 @@ class SeSimTranslation(TranslationMethod):
             source, target, other = real_a, fake_b, rotate_180(real_b)
         return self.replicas["heads"](source, target, other, query_rng)
 
-    def translate_for_training(self, real_a: Tensor, real_b: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """``G(A)`` (and ``G(B)`` for identity terms) in one call. With flip equivariance
-        (FastCUT), half the steps feed G the mirrored images and mirror its output back, so the
-        content term asks ``flip(G(flip(A)))`` to keep A's structure."""
+    def translate_for_training(self, real_a: Tensor, real_b: Tensor | None) -> tuple[Tensor, Tensor | None, bool]:
+        """``G(A)`` (and ``G(B)`` for identity terms) in one call, and whether the inputs were
+        mirrored. With flip equivariance (FastCUT, as CUT defines it), half the steps feed G the
+        mirrored images; the translations stay as G made them (the discriminator sees
+        ``G(flip(A))``) and the content term mirrors the translation's features back."""
         # The global CPU generator: per process, saved in checkpoints, so resuming stays exact.
-        flip = self.flip_equivariance and bool(torch.rand(()) < 0.5)
+        flipped = self.flip_equivariance and bool(torch.rand(()) < 0.5)
         images = real_a if real_b is None else torch.cat([real_a, real_b])
-        translated = self.replicas["generator"](images.flip(3) if flip else images)
-        translated = translated.flip(3) if flip else translated
-        return (translated, None) if real_b is None else translated.chunk(2)
+        translated = self.replicas["generator"](images.flip(3) if flipped else images)
+        fake_b, identity_b = (translated, None) if real_b is None else translated.chunk(2)
+        return fake_b, identity_b, flipped
 
     def training_step(self, real_a: Tensor, real_b: Tensor, query_rng: torch.Generator | None = None) -> dict:
         """One iteration in the authors' order: heads (LSeSim), then D, then G.
@@ -139,7 +140,7 @@ class SeSimTranslation(TranslationMethod):
         w = self.weights
         forward = self.forward_context(real_a.device)
         with forward:
-            fake_b, identity_b = self.translate_for_training(
+            fake_b, identity_b, flipped = self.translate_for_training(
                 real_a, real_b if (w.identity_l1 or w.identity_spatial) else None
             )
         stats: dict[str, Tensor] = {}
@@ -147,7 +148,8 @@ class SeSimTranslation(TranslationMethod):
         if self.heads is not None:
             self.optimizers["heads"].zero_grad(set_to_none=True)
             with forward:
-                loss_heads = self.head_loss(real_a, real_b, fake_b.detach(), query_rng)
+                aligned = fake_b.detach().flip(3) if flipped else fake_b.detach()  # positives share A's layout
+                loss_heads = self.head_loss(real_a, real_b, aligned, query_rng)
             self.update("heads", loss_heads)
             stats["heads"] = loss_heads.detach()
 
@@ -164,15 +166,16 @@ class SeSimTranslation(TranslationMethod):
             self.optimizers["generator"].zero_grad(set_to_none=True)
             with forward:
                 loss_gan = g_lsgan_loss(self.discriminator(fake_b))
-                loss_spatial = self.term(real_a, fake_b, query_rng)
+                loss_spatial = self.term(real_a, fake_b, query_rng, flipped)
                 loss_g = w.gan * loss_gan + w.spatial * loss_spatial
                 if identity_b is not None:
                     if w.identity_l1:
-                        loss_identity_l1 = F.l1_loss(at_least_float32(identity_b), real_b)
+                        same_b = identity_b.flip(3) if flipped else identity_b
+                        loss_identity_l1 = F.l1_loss(at_least_float32(same_b), real_b)
                         stats["identity_l1"] = loss_identity_l1.detach()
                         loss_g = loss_g + w.identity_l1 * loss_identity_l1
                     if w.identity_spatial:
-                        loss_identity = self.term(real_b, identity_b, query_rng)
+                        loss_identity = self.term(real_b, identity_b, query_rng, flipped)
                         stats["identity_spatial"] = loss_identity.detach()
                         loss_g = loss_g + w.identity_spatial * loss_identity
             self.update("generator", loss_g)

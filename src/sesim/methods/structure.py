@@ -1,7 +1,10 @@
 """The content-keeping term of a translator, chosen by ``loss.structure``: the spatially-correlative
 loss (fixed or learned), CUT's PatchNCE, a perceptual loss, or none. Ablations are config changes.
 
-A term is called as ``term(real, fake, query_rng)`` in the generator step and returns a scalar.
+A term is called as ``term(real, fake, query_rng, flipped)`` in the generator step and returns a
+scalar; ``flipped`` says that ``fake`` is the translation of the mirrored ``real`` (FastCUT's flip
+equivariance): PatchNCE mirrors the translation's encoder features back, as CUT does, the other
+terms mirror the translation back.
 Modules it trains together with the generator (PatchNCE's projector) come from ``joint_modules``; LSeSim's
 heads train in their own step (``SeSimTerm.structure.contrastive``).
 """
@@ -58,8 +61,8 @@ class SeSimTerm(StructureTerm):
     def compile_targets(self) -> list[nn.Module]:
         return [self.structure.backbone] + ([self.heads] if self.heads is not None else [])
 
-    def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None) -> Tensor:
-        return self.structure(real, fake, query_rng)
+    def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None, flipped: bool = False) -> Tensor:
+        return self.structure(real, fake.flip(3) if flipped else fake, query_rng)
 
 
 class PatchNCETerm(StructureTerm):
@@ -88,11 +91,13 @@ class PatchNCETerm(StructureTerm):
     def _patches(self, features: dict[str, Tensor], ids: dict[str, Tensor]) -> dict[str, Tensor]:
         return {tap: f.flatten(2)[:, :, ids[tap]].transpose(1, 2) for tap, f in features.items()}
 
-    def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None) -> Tensor:
+    def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None, flipped: bool = False) -> Tensor:
         (generator,) = self.encoder
         with torch.no_grad():
             keys = generator.encode(real, self.taps)
         queries = generator.encode(fake, self.taps)
+        if flipped:  # CUT: the features of G(flip(A)) mirrored back onto A's positions
+            queries = {tap: q.flip(3) for tap, q in queries.items()}
         ids = {tap: sample_query_ids(*f.shape[-2:], self.num_patches, query_rng, f.device) for tap, f in keys.items()}
         (project,) = self.replica
         projected_keys = project(self._patches(keys, ids))
@@ -113,16 +118,16 @@ class PerceptualTerm(StructureTerm):
     def compile_targets(self) -> list[nn.Module]:
         return [self.structure.backbone]
 
-    def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None) -> Tensor:
+    def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None, flipped: bool = False) -> Tensor:
         source = self.structure.features(real, grad=False)
-        target = self.structure.features(fake)
+        target = self.structure.features(fake.flip(3) if flipped else fake)
         return torch.stack([(source[t] - target[t]).abs().mean() for t in self.structure.taps]).mean()
 
 
 class NoTerm(StructureTerm):
     """No content term: the GAN alone (the paper's and GcGAN's "GAN alone" baseline)."""
 
-    def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None) -> Tensor:
+    def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None, flipped: bool = False) -> Tensor:
         return fake.new_zeros((), dtype=torch.float32)
 
 

@@ -61,11 +61,14 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, 3, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         init_weights(self)
-        # Named encoder taps (CUT's PatchNCE layers): the padded input, the stem, each
-        # down-sampling stage and each residual block, as {name: (index after which, channels)}.
+        # Named encoder taps, as {name: (index of the layer whose output it is, channels)}: the
+        # padded input, the stem, each down-sampling stage's raw convolution (``downK_conv``, before
+        # its norm and blur-pool: CUT's PatchNCE layers 4 and 8), each stage's output (``downK``)
+        # and each residual block. CUT's five: input, down1_conv, down2_conv, block1, block5.
         self.taps: dict[str, tuple[int, int]] = {"input": (0, in_channels), "stem": (3, ngf)}
         index = 3
         for stage in (1, 2):
+            self.taps[f"down{stage}_conv"] = (index + 1, ngf * 2**stage)
             index += 4 if antialias else 3
             self.taps[f"down{stage}"] = (index, ngf * 2**stage)
         for block in range(1, blocks + 1):
