@@ -6,7 +6,7 @@ Why these runs are float64 (``train.precision=fp64``): in float32 the two runs s
 another order (and another CPU picks other kernels: MKL's AVX2 path against AVX-512), a 1e-7
 difference in the gradients. Adam's first update is ``lr * g / |g|`` whatever the size of ``g``,
 so where a gradient is zero in exact arithmetic (a convolution bias before instance norm, a
-bias the centred similarity maps cancel) or nearly cancels, that rounding noise picks the sign of
+head bias whose gradient is ~1e-4 of its weights') or nearly cancels, that rounding noise picks the sign of
 a full ``lr`` step. Measured on one machine, 1 process against 1 process with MKL, ATen and oneDNN
 capped at AVX2: step 1 losses 6e-7 apart, step 2 6e-4, step 3 4e-3 (the AMD failure of issue 13:
 3.7473 vs 3.7493). In float64 the noise is ~1e-16, far below Adam's eps (1e-8), and the same
