@@ -24,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     source, target = Path(args.maps), Path(args.to)
     if not (source / "trainA").is_dir():
-        raise SystemExit(f"gpu_data.py: error: --maps {source}: no trainA/ inside (the shared maps set)")
+        parser.error(f"--maps {source}: no trainA/ inside (the shared maps set)")
     for split, numbers in (("train", range(1, args.train + 1)), ("test", HELD_OUT)):
         for domain in "AB":
             folder = target / f"{split}{domain}"

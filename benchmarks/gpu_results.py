@@ -47,7 +47,7 @@ def main() -> None:
     try:
         documents = split(json.loads(Path(args.bundle).read_text()))
     except (OSError, ValueError) as error:
-        sys.exit(f"gpu_results.py: error: {args.bundle}: {error}")
+        parser.error(f"{args.bundle}: {error}")
     for name, document in documents.items():
         (RESULTS / f"{name}.json").write_text(json.dumps(document, indent=1) + "\n")
         print(f"wrote benchmarks/results/{name}.json")

@@ -42,7 +42,7 @@ def main() -> None:
         scratch = Path(tempfile.mkdtemp())
         archive = subprocess.run(["git", "archive", args.compare_revision, "src"], cwd=ROOT, capture_output=True)
         if archive.returncode:
-            sys.exit(f"startup.py: error: --compare-revision {args.compare_revision}: not a revision here")
+            parser.error(f"--compare-revision {args.compare_revision}: not a revision here")
         subprocess.run(["tar", "x", "-C", str(scratch)], input=archive.stdout, check=True)
         sources[args.compare_revision] = scratch / "src"
     try:
