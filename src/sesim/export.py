@@ -134,8 +134,9 @@ def export_generator(checkpoint: str | Path, output: str | Path, check_image: st
     253x190 test pattern, not a multiple of 4); returns the largest absolute difference."""
     output = Path(output)
     kind = export_format(output)
-    generator, config = load_generator(checkpoint, "cpu")
-    info = metadata(config, load_checkpoint(checkpoint)["step"])
+    document = load_checkpoint(checkpoint)
+    generator, config = load_generator(checkpoint, "cpu", document)
+    info = metadata(config, document["step"])
     if check_image is not None:
         images = to_tensor(load_rgb(check_image)).unsqueeze(0)
     else:

@@ -39,13 +39,19 @@ def translate_tensor(
     ``autocast=torch.bfloat16`` runs the generator under bf16 autocast (fast on GPUs); ``style``
     (``(style_dim,)``) is the code of a multi-modal generator."""
     padded, (height, width) = pad_to_multiple(images)
-    padded = padded.to(next(generator.parameters()).dtype)  # float64 generators of fp64 reference runs
+    return run_generator(generator, padded, autocast, style)[:, :, :height, :width].float()
+
+
+def run_generator(
+    generator: nn.Module, images: torch.Tensor, autocast: torch.dtype | None = None, style: torch.Tensor | None = None
+) -> torch.Tensor:
+    """One generator call on padded ``images``: in the generator's dtype (float64 generators of
+    fp64 reference runs), under ``autocast`` when given, with ``style`` for a multi-modal one."""
+    images = images.to(next(generator.parameters()).dtype)
     with torch.autocast(images.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
         if style is None:
-            translated = generator(padded)
-        else:
-            translated = generator(padded, style.to(padded.device).expand(len(padded), -1))
-    return translated[:, :, :height, :width].float()
+            return generator(images)
+        return generator(images, style.to(images.device).expand(len(images), -1))
 
 
 class OutOfMemory(DataError):
@@ -161,8 +167,9 @@ def translate_paths(
     for group in _same_size_groups(jobs, batch_size):
         width, height = group[0][1].size
         side, parts = tile or 0, [group]
-        if tile is None and auto_tile(height * width, free, per_pixel) is not None:  # one image does not fit
-            side = fit_tile(height, width, auto_tile(height * width, free, per_pixel))
+        fitting = auto_tile(height * width, free, per_pixel) if tile is None else None
+        if fitting is not None:  # one image does not fit
+            side = fit_tile(height, width, fitting)
             parts = [[item] for item in group]
             notes.append(
                 f"{group[0][0].source.name} ({width}x{height}) would need ~{height * width * per_pixel / 2**30:.1f} "
@@ -190,13 +197,9 @@ def _translate_batch(generator, images, autocast, style, tile: int, overlap, bar
         results = []
         for image in images:
             padded, (h, w) = pad_to_multiple(image[None])
-            padded = padded.to(next(generator.parameters()).dtype)
 
             def run(piece: torch.Tensor) -> torch.Tensor:
-                with torch.autocast(piece.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-                    if style is None:
-                        return generator(piece)
-                    return generator(piece, style.to(piece.device).expand(len(piece), -1))
+                return run_generator(generator, piece, autocast, style)
 
             tiles = tqdm(
                 total=count_tiles(*padded.shape[-2:], tile, overlap), unit="tile", disable=bar.disable, leave=False

@@ -68,10 +68,11 @@ def visualize(
     pixels of the input image; by default ``num_points`` are drawn at random (seeded). Both maps
     of a row share one colour scale (the loss compares them), printed beside them.
     """
-    generator, config = load_generator(checkpoint)
+    document = load_checkpoint(checkpoint)
+    generator, config = load_generator(checkpoint, document=document)
     structure = build_structure_loss(config.loss).eval()
     if structure.heads is not None:  # LSeSim: the maps of the trained heads
-        structure.heads.load_state_dict(load_checkpoint(checkpoint)["networks"]["heads"])
+        structure.heads.load_state_dict(document["networks"]["heads"])
     if size % 4 or size < 8:
         raise ValueError(f"--size must be a multiple of 4 of at least 8, got {size}")
     original = load_rgb(image)

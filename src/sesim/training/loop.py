@@ -610,9 +610,10 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
     return run_dir
 
 
-def load_generator(checkpoint_path: str | Path, device: torch.device | str = "cpu"):
-    """Rebuild the trained generator from a checkpoint's own config (no architecture flags)."""
-    document = load_checkpoint(checkpoint_path)
+def load_generator(checkpoint_path: str | Path, device: torch.device | str = "cpu", document: dict | None = None):
+    """Rebuild the trained generator from a checkpoint's own config (no architecture flags).
+    ``document``: the checkpoint already loaded from ``checkpoint_path`` (read once, not twice)."""
+    document = load_checkpoint(checkpoint_path) if document is None else document
     config = validate(document["config"], f"{checkpoint_path} (stored config)")
     generator = build_generator(config.model.generator)
     try:
