@@ -17,9 +17,10 @@ from PIL import Image
 
 from sesim.config import load_config
 from sesim.data.images import load_rgb, to_image, to_tensor
-from sesim.metrics import maps_protocol
-from sesim.training.loop import load_generator, pick_device, train
-from sesim.translate import translate_tensor
+from sesim.evaluation.paired import maps_protocol
+from sesim.inference import load_generator, pick_device
+from sesim.inference.translate import translate_tensor
+from sesim.training.loop import train
 
 HELD_OUT = range(1001, 1097)
 CPU_RECIPE = [

@@ -12,8 +12,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from sesim.data.images import load_rgb, to_image, to_tensor
-from sesim.training.loop import load_generator
-from sesim.translate import translate_tensor
+from sesim.inference import load_generator
+from sesim.inference.translate import translate_tensor
 
 HEADER = 22
 

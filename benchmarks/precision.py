@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine
 from sesim.demo import run_demo
 
-KEYS = ("loss/d", "loss/g_gan", "loss/spatial")
+KEYS = ("loss/d", "loss/g_gan", "loss/structure")
 
 
 def trajectory(run_dir: Path, window: int) -> dict[str, list[float]]:

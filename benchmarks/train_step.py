@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, sync
 from sesim.config import load_config
-from sesim.methods import Optimization, SeSimTranslation
+from sesim.methods import OneSidedTranslation, Optimization
 
 VARIANTS = {
     "baseline": {"precision": None, "channels_last": False, "fused": False, "compile": None},
@@ -39,9 +39,9 @@ def _nhwc(variant: dict, device: torch.device) -> bool:
     return device.type == "cuda" if variant["channels_last"] == "auto" else variant["channels_last"]
 
 
-def build(preset: str, variant: dict, device: torch.device) -> SeSimTranslation:
+def build(preset: str, variant: dict, device: torch.device) -> OneSidedTranslation:
     config = load_config(preset, ["loss.backbone_weights=random"])  # weights do not change the speed
-    method = SeSimTranslation(
+    method = OneSidedTranslation(
         config.model.generator, config.model.discriminator, config.loss, config.weights,
         Optimization(fused=variant["fused"]), check_finite=False, autocast=variant["precision"],
     ).to(device)  # fmt: skip

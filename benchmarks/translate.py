@@ -25,7 +25,7 @@ from sesim.networks import ResnetGenerator
 def onnx_runner(generator: torch.nn.Module, example: torch.Tensor):
     import onnxruntime
 
-    from sesim.export import _to_onnx
+    from sesim.inference.export import _to_onnx
 
     path = Path(tempfile.mkdtemp()) / "generator.onnx"
     _to_onnx(generator, example[:1, :, :64, :64].contiguous(), path, {})

@@ -22,9 +22,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import emit, machine
+from sesim.inference.tiling import auto_tile, available_memory, bytes_per_pixel, count_tiles, fit_tile
+from sesim.inference.translate import translate_paths
 from sesim.networks import ResnetGenerator
-from sesim.tiling import auto_tile, available_memory, bytes_per_pixel, count_tiles, fit_tile
-from sesim.translate import translate_paths
 
 
 def main() -> None:

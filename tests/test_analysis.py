@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sesim.analysis import analyze, auc, paired_files, patch_nce
+from sesim.analysis.alignment import analyze, auc, paired_files, patch_nce
 from sesim.cli import main
 from sesim.data.images import DataError
 from sesim.data.synthetic import write_domains

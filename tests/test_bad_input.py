@@ -126,7 +126,7 @@ CASES = [
     (not_an_image, "cannot read image"),
     (unknown_key, "--set train.learning_rate=1: unknown key"),
     (wrong_type, "--set train.max_steps=lots: Input should be a valid integer"),
-    (other_method_checkpoint, "(stored config): method: Input should be 'sesim'"),
+    (other_method_checkpoint, "(stored config): method: unknown 'munit'; choose from one_sided"),
     (older_format_checkpoint, "checkpoint format 0"),
     (truncated_checkpoint, "cannot load checkpoint"),
     (unwritable_run_folder, "log.out_dir: cannot write in"),

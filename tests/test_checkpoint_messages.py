@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from sesim.checkpoint import FORMAT, save_checkpoint
 from sesim.cli import main
-from sesim.training.checkpoint import FORMAT, save_checkpoint
 
 
 def jpeg(path):

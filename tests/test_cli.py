@@ -212,5 +212,40 @@ def test_presets_and_info(tmp_path, checkpoint, capsys):
     assert listed == preset_names() and "fsesim" in listed
     assert main(["info", str(checkpoint), "--config"]) == 0
     out = capsys.readouterr().out
-    assert "method: sesim" in out and "step: 1" in out and "network generator" in out and "max_steps: 1" in out
+    assert "method: one_sided" in out and "step: 1" in out and "network generator" in out and "max_steps: 1" in out
     assert main(["info", str(tmp_path / "nothing.pt")]) == 2
+
+
+def test_only_user_errors_are_one_line_an_internal_bug_keeps_its_traceback(monkeypatch, capsys):
+    import sesim.cli as cli
+    from sesim.errors import CheckpointError
+
+    def failing(error):
+        def run(args):
+            raise error
+
+        return run
+
+    parser = cli.build_parser
+
+    def with_failure(error):
+        def build():
+            built = parser()
+            built.set_defaults(run=failing(error))
+            for action in built._subparsers._group_actions:
+                for sub in action.choices.values():
+                    sub.set_defaults(run=failing(error))
+            return built
+
+        return build
+
+    monkeypatch.setattr(cli, "build_parser", with_failure(CheckpointError("x.pt: not a checkpoint")))
+    assert cli.main(["presets"]) == 2
+    assert capsys.readouterr().err == "sesim: error: x.pt: not a checkpoint\n"
+    monkeypatch.setattr(cli, "build_parser", with_failure(PermissionError(13, "Permission denied", "/out/a.png")))
+    assert cli.main(["presets"]) == 2
+    assert "Permission denied" in capsys.readouterr().err
+    for bug in (ValueError("shapes differ inside"), KeyError("networks"), OSError("no file named")):
+        monkeypatch.setattr(cli, "build_parser", with_failure(bug))
+        with pytest.raises(type(bug)):  # not swallowed as 'bad input': Python prints the traceback, exit 1
+            cli.main(["presets"])

@@ -20,7 +20,7 @@ def test_presets_carry_the_paper_defaults():
         assert config.train.lr == 1e-4 and config.train.betas == (0.5, 0.999)
         assert (config.train.epochs, config.train.decay_epochs, config.train.batch_size) == (200, 200, 1)
         assert config.loss.taps == ["relu3_1", "relu4_1", "relu4_3"] and config.loss.mode == "cos"
-        assert config.weights.spatial == 10 and config.train.pool_size == 50
+        assert config.weights.structure == 10 and config.train.pool_size == 50
         assert (config.model.generator.ngf, config.model.generator.blocks) == (64, 9)
     assert (fsesim.loss.window, fsesim.loss.learned) == (64, False)
     assert (lsesim.loss.window, lsesim.loss.learned) == (64, True)  # the authors' train_sc.sh: --patch_size 64
@@ -93,3 +93,23 @@ def test_config_reference_is_in_sync_and_complete():
     rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert len(rows) > 70 and all(not line.rstrip().endswith("|  |") for line in rows)  # every key has a meaning
     assert "| `log.keep_checkpoints` |" in text and "| `train.precision` |" in text
+
+
+def test_registry_values_are_checked_against_the_registries_themselves():
+    from sesim.backbones import BACKBONES
+    from sesim.config import OneOf, RunConfig
+    from sesim.methods import METHODS
+    from sesim.networks import GENERATORS
+
+    with pytest.raises(ConfigError, match=r"model\.generator\.kind=resnt: unknown 'resnt'; did you mean resnet\?"):
+        load_config("fsesim", ["model.generator.kind=resnt"])
+    with pytest.raises(ConfigError, match="choose from " + ", ".join(BACKBONES)):
+        load_config("fsesim", ["loss.backbone=resnet50"])
+    fields = {"method": RunConfig.model_fields["method"]}
+    (check,) = [m.func for m in fields["method"].metadata if isinstance(getattr(m, "func", None), OneOf)]
+    assert check.choices() == list(METHODS)
+    GENERATORS["test_only"] = GENERATORS["resnet"]  # a new entry is selectable at once
+    try:
+        assert load_config("fsesim", ["model.generator.kind=test_only"]).model.generator.kind == "test_only"
+    finally:
+        del GENERATORS["test_only"]

@@ -16,13 +16,14 @@ import pytest
 import torch
 from PIL import Image
 
+from sesim.checkpoint import load_checkpoint
 from sesim.cli import main
-from sesim.export import export_generator, run_exported
+from sesim.inference import load_generator
+from sesim.inference.export import export_generator, run_exported
+from sesim.inference.tiling import translate_tiled
+from sesim.inference.translate import translate_tensor
 from sesim.losses import SpatialCorrelativeLoss, contrastive_spatial_loss, sample_query_ids, spatial_correlative_loss
-from sesim.tiling import translate_tiled
-from sesim.training.checkpoint import load_checkpoint
-from sesim.training.loop import load_generator, train
-from sesim.translate import translate_tensor
+from sesim.training.loop import train
 from tests.helpers import TINY, tiny_config, tiny_data
 
 pytestmark = [pytest.mark.device, pytest.mark.numerics]  # float comparisons: CI re-runs them with AVX2 kernels
@@ -115,7 +116,7 @@ def test_speed_switches_on_the_device_track_fp32(device, data, tmp_path, switch)
     fast = train(tiny_config("lsesim", data, tmp_path / "b", *on(device, "train.max_steps=2"), *SWITCHES[switch]))
     first, other = losses(plain)[0], losses(fast)[0]  # step 1: same weights, other arithmetic
     rel = 0.05 if switch == "bf16" else 1e-3
-    for key in ("loss/heads", "loss/d", "loss/g_gan", "loss/spatial"):
+    for key in ("loss/heads", "loss/d", "loss/g_gan", "loss/structure"):
         assert other[key] == pytest.approx(first[key], rel=rel, abs=1e-4), key
 
 

@@ -22,8 +22,8 @@ import sys
 import pytest
 import torch
 
-from sesim.training.checkpoint import load_checkpoint
-from sesim.training.loop import load_generator
+from sesim.checkpoint import load_checkpoint
+from sesim.inference import load_generator
 from tests.helpers import TINY, tiny_data
 
 pytestmark = pytest.mark.numerics
@@ -90,7 +90,7 @@ def test_two_processes_match_one_process_on_the_whole_batch(runs):
     half = run(runs, "half", 1, "train.max_steps=3", "train.batch_size=2")  # what rank 0 alone would see
 
     assert [r["step"] for r in losses(double)] == [1, 2, 3]
-    assert_same_losses(losses(single), losses(double), ("loss/heads", "loss/d", "loss/g_gan", "loss/spatial"))
+    assert_same_losses(losses(single), losses(double), ("loss/heads", "loss/d", "loss/g_gan", "loss/structure"))
     single_out, single_doc = outputs(single, images)
     double_out, double_doc = outputs(double, images)
     half_out, _ = outputs(half, images)
@@ -106,7 +106,7 @@ def test_float32_processes_agree_on_the_first_step(runs):
     weights, so only the order of float32 sums differs (measured: 6e-7 relative, across kernels)."""
     single = run(runs, "single32", 1, "train.max_steps=1", "train.precision=fp32")
     double = run(runs, "double32", 2, "train.max_steps=1", "train.precision=fp32")
-    assert_same_losses(losses(single), losses(double), ("loss/heads", "loss/d", "loss/g_gan", "loss/spatial"), 1e-5)
+    assert_same_losses(losses(single), losses(double), ("loss/heads", "loss/d", "loss/g_gan", "loss/structure"), 1e-5)
 
 
 def test_resume_with_another_number_of_processes(runs):

@@ -5,7 +5,12 @@ import importlib
 
 import pytest
 
-MODULES = ["sesim.training.loop", "sesim.losses.precision"]
+MODULES = [
+    "sesim.training.chores",
+    "sesim.losses.precision",
+    "sesim.losses.spatial",
+    "sesim.losses.info_nce",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

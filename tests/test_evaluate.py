@@ -12,9 +12,9 @@ from PIL import Image
 from sesim.backbones.weights import WeightsUnavailableError
 from sesim.cli import main
 from sesim.data.images import DataError
-from sesim.evaluate import evaluate, markdown
-from sesim.metrics import psnr_ssim
-from sesim.metrics.distribution import EfficientNetFeatures, distribution_scores, inception_network
+from sesim.evaluation.distribution import EfficientNetFeatures, distribution_scores, inception_network
+from sesim.evaluation.evaluate import evaluate, markdown
+from sesim.evaluation.paired import psnr_ssim
 
 pytestmark = pytest.mark.numerics  # float comparisons: CI re-runs them with AVX2 kernels
 
@@ -145,7 +145,7 @@ def test_eval_bad_input(tmp_path, capsys, case, message):
 
 
 def test_lpips_diversity_groups_outputs_per_input(tmp_path):
-    from sesim.metrics.diversity import group_by_input
+    from sesim.evaluation.diversity import group_by_input
 
     rng = np.random.default_rng(4)
     outputs = {f"{name}_s{k}": rng.integers(0, 256, (16, 16, 3)).astype(np.uint8) for name in "ab" for k in range(3)}
@@ -166,7 +166,7 @@ def test_lpips_diversity_groups_outputs_per_input(tmp_path):
 
 
 def test_lpips_needs_its_backbone_file(tmp_path):
-    from sesim.metrics.diversity import lpips_scorer
+    from sesim.evaluation.diversity import lpips_scorer
 
     with pytest.raises(WeightsUnavailableError, match="LPIPS: weights file not found"):
         lpips_scorer("alex", tmp_path / "missing.pth")
@@ -177,7 +177,7 @@ def test_lpips_needs_its_backbone_file(tmp_path):
 
 
 def test_eval_checks_pairs_before_extracting_features_and_warns_on_small_sets(tmp_path, capsys, monkeypatch):
-    import sesim.evaluate as evaluate_module
+    import sesim.evaluation.evaluate as evaluate_module
 
     rng = np.random.default_rng(5)
     images = {f"t{i}": rng.integers(0, 256, (16, 16, 3)).astype(np.uint8) for i in range(3)}

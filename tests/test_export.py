@@ -5,9 +5,10 @@ import torch
 
 from sesim.cli import main
 from sesim.data.images import load_rgb, to_tensor
-from sesim.export import ExportError, export_generator, read_metadata, run_exported
-from sesim.training.loop import load_generator, train
-from sesim.translate import pad_to_multiple, translate_tensor
+from sesim.inference import load_generator
+from sesim.inference.export import ExportError, export_generator, read_metadata, run_exported
+from sesim.inference.translate import pad_to_multiple, translate_tensor
+from sesim.training.loop import train
 from tests.helpers import tiny_config, tiny_data
 
 pytestmark = pytest.mark.numerics  # float comparisons: CI re-runs them with AVX2 kernels
@@ -56,5 +57,5 @@ def test_export_takes_any_size_like_translate_and_carries_metadata(run_dir, tmp_
         assert torch.allclose(exported, translate_tensor(generator, images), atol=1e-4)
     info = read_metadata(tmp_path / name)
     assert info["value_range"] == "[-1, 1]" and info["channel_order"] == "RGB" and info["layout"] == "NCHW"
-    assert info["method"] == "sesim" and info["preset"] == "fsesim" and info["trained_steps"] == "2"
+    assert info["method"] == "one_sided" and info["preset"] == "fsesim" and info["trained_steps"] == "2"
     assert info["sesim_version"]

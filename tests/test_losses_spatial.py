@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +13,7 @@ from sesim.losses import (
     spatial_correlative_loss,
     window_key_ids,
 )
-from sesim.losses.spatial import _kth_largest, _kth_largest_topk
+from sesim.losses.spatial import top_quarter_mask
 
 pytestmark = pytest.mark.numerics  # float comparisons: CI re-runs them with AVX2 kernels
 
@@ -196,58 +195,17 @@ def test_bfloat16_close_to_float32():
         assert nce.item() == pytest.approx(contrastive_spatial_loss(src, tgt, other, ids, window).item(), rel=2e-2)
 
 
-def test_threshold_paths_agree_with_a_full_sort():
+def test_top_quarter_mask_keeps_what_a_full_sort_keeps_ties_included():
     maps = torch.randn(2, 7, 33, dtype=torch.float64)
-    maps[0, 0, :5] = maps[0, 0, 5]  # ties
-    for k in (0, 8, 32):
-        expected = maps.sort(dim=-1, descending=True).values[..., k : k + 1]
-        assert torch.equal(_kth_largest(maps, k), expected)
-        assert torch.equal(_kth_largest_topk(maps, k), expected)
-
-
-@pytest.mark.parametrize("threads", [2, 3])
-def test_threshold_split_over_threads_matches_a_full_sort(threads):
-    # Large enough that the CPU selection splits its rows over `threads` blocks (uneven for 3).
-    maps = torch.randn(2, 301, 4096)
-    maps[1, 300, :100] = maps[1, 300, 100]  # ties in the last block
-    expected = maps.sort(dim=-1, descending=True).values[..., 1024:1025]
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        assert torch.equal(_kth_largest(maps, 1024), expected)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _threshold_in_child(queue):
-    # Only numpy here besides the function under test: a forked child must not enter torch's own
-    # OpenMP pool, which the parent has used (a known fork hazard, unrelated to this code).
-    maps = np.random.default_rng(1).standard_normal((256, 4096), dtype=np.float32)
-    expected = np.sort(maps, axis=-1)[:, ::-1][:, 1024:1025]
-    queue.put(bool(np.array_equal(_kth_largest(torch.from_numpy(maps), 1024).numpy(), expected)))
-
-
-@pytest.mark.skipif(
-    "fork" not in torch.multiprocessing.get_all_start_methods(), reason="needs the fork start method (POSIX)"
-)
-def test_threshold_threads_work_in_a_forked_child():
-    # DataLoader workers are forked after the parent has used the selection threads: the child
-    # must not wait on the parent's pool, whose threads it did not inherit.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        _kth_largest(torch.randn(256, 4096), 1024)  # the parent's pool now exists
-        context = torch.multiprocessing.get_context("fork")
-        queue = context.Queue()
-        child = context.Process(target=_threshold_in_child, args=(queue,))
-        child.start()
-        child.join(timeout=30)
-    finally:
-        torch.set_num_threads(previous)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("the selection hung in a forked child")
-    assert queue.get(timeout=5) is True
+    maps[0, 0, :12] = maps[0, 0, 12]  # ties across the threshold
+    threshold = maps.sort(dim=-1, descending=True).values[..., 33 // 4 : 33 // 4 + 1]
+    mask = top_quarter_mask(maps)
+    assert torch.equal(mask, maps >= threshold)
+    assert (mask.sum(-1) >= 33 // 4 + 1).all()
+    assert mask[0, 0, :13].all()  # every tied entry kept
+    for size in (4, 64, 4096):
+        row = torch.randperm(size).double()[None]
+        assert int(top_quarter_mask(row).sum()) == size // 4 + 1  # distinct values: exactly K // 4 + 1
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -1,4 +1,4 @@
-"""Every method and content term: CUT / FastCUT (PatchNCE), CycleGAN, the GAN alone, perceptual,
+"""Every method and structure term: CUT / FastCUT (PatchNCE), CycleGAN, the GAN alone, perceptual,
 the ablation presets. Two CPU steps on tiny nets, the expected log keys, translate from the
 checkpoint; plus the pieces (PatchNCE, encoder taps, projector, flip equivariance)."""
 
@@ -11,23 +11,24 @@ import torch
 
 from sesim.cli import main
 from sesim.config import load_config, preset_names
+from sesim.inference import load_generator
 from sesim.losses import sample_query_ids
 from sesim.losses.patch_nce import patch_nce_loss
-from sesim.methods import METHODS, CycleGAN, SeSimTranslation
+from sesim.methods import METHODS, CycleGAN, OneSidedTranslation
 from sesim.networks import ResnetGenerator
-from sesim.training.loop import load_generator, train
+from sesim.training.loop import train
 from tests.helpers import tiny_config, tiny_data
 
 SMALL_NCE = "loss.patchnce.taps=[input,down1,block1]"
 KEYS = {
-    "cut": {"loss/spatial", "loss/identity_spatial", "loss/g_gan", "loss/d"},
-    "fastcut": {"loss/spatial", "loss/g_gan", "loss/d"},
+    "cut": {"loss/structure", "loss/identity_structure", "loss/g_gan", "loss/d"},
+    "fastcut": {"loss/structure", "loss/g_gan", "loss/d"},
     "cyclegan": {"loss/cycle", "loss/identity_l1", "loss/g_gan", "loss/d"},
-    "gan-only": {"loss/g_gan", "loss/d", "loss/spatial"},
-    "perceptual": {"loss/spatial", "loss/g_gan", "loss/d"},
-    "ablation-l1": {"loss/spatial"},
-    "ablation-local": {"loss/spatial"},
-    "ablation-no-augment": {"loss/heads", "loss/spatial"},
+    "gan-only": {"loss/g_gan", "loss/d", "loss/structure"},
+    "perceptual": {"loss/structure", "loss/g_gan", "loss/d"},
+    "ablation-l1": {"loss/structure"},
+    "ablation-local": {"loss/structure"},
+    "ablation-no-augment": {"loss/heads", "loss/structure"},
 }
 
 
@@ -45,7 +46,7 @@ def test_preset_trains_two_steps_and_translates(tmp_path, data, preset):
     assert KEYS[preset] <= set(records[-1])
     assert all(torch.isfinite(torch.tensor(v)) for r in records for k, v in r.items() if k not in ("step", "time"))
     if preset == "gan-only":
-        assert records[-1]["loss/spatial"] == 0
+        assert records[-1]["loss/structure"] == 0
     out = tmp_path / "out.png"
     assert main(["translate", str(run_dir), str(data / "testA" / "0000.png"), str(out), "--device", "cpu"]) == 0
     assert out.is_file()
@@ -77,8 +78,8 @@ def test_generator_taps_are_names():
 
 def test_cut_projector_is_built_eagerly_and_trained_with_the_generator():
     config = tiny_config("cut", Path("unused"), Path("unused"), SMALL_NCE)
-    method = SeSimTranslation(config.model.generator, config.model.discriminator, config.loss, config.weights)
-    projector = method.term.projector
+    method = OneSidedTranslation(config.model.generator, config.model.discriminator, config.loss, config.weights)
+    projector = method.structure.projector
     optimized = {id(p) for group in method.optimizers["generator"].param_groups for p in group["params"]}
     assert all(id(p) in optimized for p in projector.parameters())
     assert "projector" in method.trained_modules()
@@ -94,7 +95,7 @@ def test_fastcut_flips_as_cut_does():
     discriminator sees G(flip(A)) as it is, and PatchNCE mirrors the translation's encoder
     features back onto A's positions (not the translation itself)."""
     config = load_config("fastcut", [SMALL_NCE, "model.generator.ngf=8", "model.generator.blocks=1"])
-    method = SeSimTranslation(config.model.generator, config.model.discriminator, config.loss, config.weights)
+    method = OneSidedTranslation(config.model.generator, config.model.discriminator, config.loss, config.weights)
     images = torch.rand(1, 3, 16, 16) * 2 - 1
     seen = []
     for seed in range(8):
@@ -105,7 +106,7 @@ def test_fastcut_flips_as_cut_does():
         seen.append(flipped)
     assert any(seen) and not all(seen)  # about half the steps mirror
 
-    term, generator = method.term, method.generator
+    term, generator = method.structure, method.generator
     with torch.no_grad():
         fake = generator(images.flip(3))
         ours = term(images, fake, torch.Generator().manual_seed(0), True)
@@ -139,15 +140,15 @@ def test_cyclegan_generator_step_leaves_the_discriminators_untouched():
 
 
 def test_cyclegan_rejects_learned_heads():
-    config = load_config("cyclegan", ["loss.structure=sesim", "loss.learned=true", "weights.spatial=1"])
+    config = load_config("cyclegan", ["loss.structure=sesim", "loss.learned=true", "weights.structure=1"])
     with pytest.raises(ValueError, match=r"cyclegan: loss\.structure"):
         CycleGAN(config.model.generator, config.model.discriminator, config.loss, config.weights)
 
 
 def test_translate_uses_the_a_to_b_generator(tmp_path, data):
     run_dir = train(tiny_config("cyclegan", data, tmp_path, "train.max_steps=1"))
-    generator, config = load_generator(run_dir)
-    assert config.method == "cyclegan" and isinstance(generator, ResnetGenerator)
+    generator, checkpoint = load_generator(run_dir)
+    assert checkpoint["config"]["method"] == "cyclegan" and isinstance(generator, ResnetGenerator)
 
 
 def test_sinsesim_trains_on_one_image_pair_and_translates_the_whole_painting(tmp_path):
@@ -168,7 +169,7 @@ def test_sinsesim_trains_on_one_image_pair_and_translates_the_whole_painting(tmp
     ])  # fmt: skip
     run_dir = train(config)
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if "loss/g" in line]
-    assert {"loss/d", "loss/r1", "loss/g_gan", "loss/spatial"} <= set(records[-1])
+    assert {"loss/d", "loss/r1", "loss/g_gan", "loss/structure"} <= set(records[-1])
     out = tmp_path / "painting.png"
     assert main(["translate", str(run_dir), str(tmp_path / "trainA" / "x.png"), str(out), "--device", "cpu"]) == 0
     with Image.open(out) as translated:
@@ -200,7 +201,8 @@ def test_multimodal_trains_and_translates_with_k_styles(tmp_path, data, capsys):
 
     run_dir = train(tiny_config("multimodal", data, tmp_path, "train.max_steps=2", "model.generator.blocks=1"))
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if "loss/g" in line]
-    assert {"loss/style", "loss/content", "loss/reconstruction", "loss/spatial", "loss/d"} <= set(records[-1])
+    expected = {"loss/style_code", "loss/content_code", "loss/reconstruction", "loss/structure", "loss/d"}
+    assert expected <= set(records[-1])
     source = data / "testA" / "0000.png"
 
     def outputs(folder, *extra):

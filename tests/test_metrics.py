@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sesim.metrics import maps_protocol
+from sesim.evaluation.paired import maps_protocol
 
 pytestmark = pytest.mark.numerics  # float comparisons: CI re-runs them with AVX2 kernels
 

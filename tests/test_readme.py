@@ -35,3 +35,21 @@ def test_result_tables_match_their_json():
     block = re.search(r"<!-- table:(\w+) -->\n(.*?)<!-- /table:\1 -->", README, re.S)
     tampered = README.replace(block.group(2), block.group(2) + "| 1 | 2 |\n", 1)
     assert tables.render(tampered) != tampered
+
+
+def test_inference_snippet_runs(tmp_path):
+    """The second Python block, with its run folder, photo and output pointed at real files."""
+    from sesim.training.loop import train
+    from tests.helpers import tiny_config, tiny_data
+
+    data = tiny_data(tmp_path / "data")
+    run_dir = train(tiny_config("fsesim", data, tmp_path / "runs", "train.max_steps=1"))
+    snippet = re.findall(r"```python\n(.*?)```", README, re.S)[1]
+    assert "from sesim.inference import" in snippet
+    photo, output = data / "testA" / "0000.png", tmp_path / "translated.png"
+    snippet = snippet.replace('"runs/001-fsesim"', repr(str(run_dir)))
+    snippet = snippet.replace('"photo.jpg"', repr(str(photo))).replace('"translated.png"', repr(str(output)))
+    exec(compile(snippet, "README inference snippet", "exec"), {})
+    from PIL import Image
+
+    assert Image.open(output).size == Image.open(photo).size

@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
+from sesim.checkpoint import load_checkpoint
 from sesim.losses.modules import SpatialCorrelativeLoss
-from sesim.training.checkpoint import load_checkpoint
 from sesim.training.loop import Interrupted, TrainingStopped, train
 from tests.helpers import TINY, tiny_config, tiny_data
 

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
+from sesim.checkpoint import load_checkpoint
 from sesim.cli import main
-from sesim.training.checkpoint import load_checkpoint
 from tests.helpers import TINY, tiny_data
 
 FLAGS = [arg for item in TINY for arg in ("--set", item)]

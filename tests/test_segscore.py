@@ -8,9 +8,9 @@ from PIL import Image
 
 from sesim.backbones.weights import WeightsUnavailableError
 from sesim.cli import main
-from sesim.metrics.segmentation import IGNORE, confusion, match_key, scores, train_ids
-from sesim.networks.drn import DRNSegmenter
-from sesim.segscore import cityscapes_score, load_segmenter
+from sesim.evaluation.drn import DRNSegmenter
+from sesim.evaluation.segmentation import IGNORE, confusion, match_key, scores, train_ids
+from sesim.evaluation.segscore import cityscapes_score, load_segmenter
 
 # label id -> colour of the stand-in "photos": road, car, sky, and unlabeled (ignored).
 PALETTE = {7: (128, 64, 128), 26: (0, 0, 142), 23: (70, 130, 180), 0: (0, 0, 0)}

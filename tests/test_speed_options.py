@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from sesim.checkpoint import load_checkpoint
 from sesim.data.images import DataError
 from sesim.data.unpaired import UnpairedImages
+from sesim.inference import load_generator, resolve_precision
 from sesim.losses import sample_query_ids, spatial_correlative_loss
-from sesim.methods import SeSimTranslation
-from sesim.training.checkpoint import load_checkpoint
-from sesim.training.loop import load_generator, resolve_precision, train
+from sesim.methods import OneSidedTranslation
+from sesim.training.loop import train
 from tests.helpers import tiny_config, tiny_data
 
 pytestmark = pytest.mark.numerics  # float comparisons: CI re-runs them with AVX2 kernels
@@ -30,7 +31,7 @@ def losses(run_dir):
 
 def close_runs(a, b, rel, steps=None, tiny=1e-4):
     for x, y in zip(losses(a)[:steps], losses(b)[:steps], strict=True):
-        for key in ("loss/d", "loss/g_gan", "loss/spatial"):
+        for key in ("loss/d", "loss/g_gan", "loss/structure"):
             assert y[key] == pytest.approx(x[key], rel=rel, abs=tiny), (x["step"], key)
 
 
@@ -88,7 +89,7 @@ def test_compiled_step_matches_eager(tmp_path, data):
 
 def test_adam_is_fused():
     config = tiny_config("lsesim", Path("unused"), Path("unused"))
-    method = SeSimTranslation(config.model.generator, config.model.discriminator, config.loss, config.weights)
+    method = OneSidedTranslation(config.model.generator, config.model.discriminator, config.loss, config.weights)
     assert all(optimizer.defaults["fused"] for optimizer in method.optimizers.values())
 
 
@@ -113,8 +114,8 @@ def test_image_cache_serves_decoded_images(data):
 
 
 def test_translate_in_bf16_is_close_to_fp32():
+    from sesim.inference.translate import translate_tensor
     from sesim.networks import ResnetGenerator
-    from sesim.translate import translate_tensor
 
     generator = ResnetGenerator(ngf=8, blocks=1).eval()
     images = torch.rand(2, 3, 30, 42, generator=torch.Generator().manual_seed(0)) * 2 - 1

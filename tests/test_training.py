@@ -6,9 +6,9 @@ import os
 import pytest
 import torch
 
+from sesim.checkpoint import CheckpointError, load_checkpoint
 from sesim.config import load_config
-from sesim.methods import Optimization, SeSimTranslation
-from sesim.training.checkpoint import CheckpointError, load_checkpoint
+from sesim.methods import OneSidedTranslation, Optimization
 from sesim.training.loop import train
 from tests.helpers import tiny_config, tiny_data
 
@@ -23,7 +23,7 @@ def test_tiny_training_runs_and_writes_artefacts(tmp_path, data, preset, keys):
     run_dir = train(tiny_config(preset, data, tmp_path, "train.max_steps=3"))
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]
-    assert {"loss/d", "loss/g_gan", "loss/spatial", "loss/g"} | keys <= set(records[-1])
+    assert {"loss/d", "loss/g_gan", "loss/structure", "loss/g"} | keys <= set(records[-1])
     assert all(torch.isfinite(torch.tensor(v)) for r in records for k, v in r.items() if k != "time")
     assert (run_dir / "samples" / "step_0000002.png").is_file() and (run_dir / "index.html").is_file()
     assert (run_dir / "config.yaml").is_file()
@@ -79,7 +79,7 @@ def test_resume_diverges_without_rng_state(tmp_path, data):
 @pytest.mark.numerics
 def test_generator_step_leaves_discriminator_untouched():
     cfg = load_config("lsesim", ["loss.backbone_weights=random", "loss.taps=[relu1_2,relu2_1]", "loss.window=8"])
-    method = SeSimTranslation(
+    method = OneSidedTranslation(
         cfg.model.generator.model_copy(update={"ngf": 8, "blocks": 1}),
         cfg.model.discriminator.model_copy(update={"ndf": 8, "layers": 2}),
         cfg.loss.model_copy(update={"num_queries": 16}),
@@ -122,7 +122,7 @@ def test_checkpoint_errors_are_clear(tmp_path, data):
     (tmp_path / "truncated.pt").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(CheckpointError, match="cannot load checkpoint"):
         load_checkpoint(tmp_path / "truncated.pt")
-    with pytest.raises(CheckpointError, match="method 'sesim', not 'cyclegan'"):
+    with pytest.raises(CheckpointError, match="method 'one_sided', not 'cyclegan'"):
         load_checkpoint(run_dir, method="cyclegan")
 
     class Evil:

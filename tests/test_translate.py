@@ -8,11 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-import sesim.translate as translate_module
+import sesim.inference.translate as translate_module
 from sesim.cli import main
-from sesim.tiling import auto_tile, bytes_per_pixel, translate_tiled
-from sesim.training.loop import load_generator, train
-from sesim.translate import translate_tensor
+from sesim.inference import load_generator
+from sesim.inference.tiling import auto_tile, bytes_per_pixel, translate_tiled
+from sesim.inference.translate import translate_tensor
+from sesim.training.loop import train
 from tests.helpers import tiny_config, tiny_data
 
 

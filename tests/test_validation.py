@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from sesim.checkpoint import load_checkpoint
 from sesim.config import ConfigError, load_config
-from sesim.training.checkpoint import load_checkpoint
 from sesim.training.loop import train
 from tests.helpers import tiny_config, tiny_data
 

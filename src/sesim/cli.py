@@ -75,8 +75,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _translate(args: argparse.Namespace) -> int:
     from sesim.config import ConfigError
-    from sesim.training.loop import load_generator, pick_device, resolve_precision
-    from sesim.translate import translate_paths
+    from sesim.inference import load_generator, pick_device, resolve_precision, translate_paths
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -134,7 +133,7 @@ def _styles(generator, args: argparse.Namespace, device):
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sesim.export import export_generator
+    from sesim.inference.export import export_generator
 
     gap = export_generator(args.checkpoint, args.output, args.check_image)
     print(f"wrote {args.output}; largest difference to PyTorch on the check image: {gap:.2e}")
@@ -145,8 +144,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from sesim.evaluate import evaluate, markdown
-    from sesim.training.loop import pick_device
+    from sesim.evaluation.evaluate import evaluate, markdown
+    from sesim.inference import pick_device
 
     metrics = args.metrics.split(",") if args.metrics else None
     device = pick_device(args.device)
@@ -172,7 +171,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from sesim.analysis import analyze, markdown, plot
+    from sesim.analysis.alignment import analyze, markdown, plot
 
     summary = analyze(
         args.a, args.b, args.backbone, tuple(args.taps.split(",")) if args.taps else None, args.size,
@@ -191,7 +190,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _visualize(args: argparse.Namespace) -> int:
-    from sesim.visualize import visualize
+    from sesim.analysis.similarity_maps import visualize
 
     points = [_point(text) for text in args.point] if args.point else None
     path = visualize(args.checkpoint, args.image, args.out, points, args.num_points, args.size, args.seed)
@@ -211,8 +210,8 @@ def _point(text: str) -> tuple[int, int]:
 
 def _segscore(args: argparse.Namespace) -> int:
     from sesim.config import ConfigError
-    from sesim.segscore import cityscapes_score, load_segmenter, markdown
-    from sesim.training.loop import pick_device
+    from sesim.evaluation.segscore import cityscapes_score, load_segmenter, markdown
+    from sesim.inference import pick_device
 
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
@@ -457,15 +456,15 @@ def _presets(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from sesim.checkpoint import load_checkpoint
     from sesim.config import to_yaml, validate
-    from sesim.training.checkpoint import load_checkpoint
 
     document = load_checkpoint(args.checkpoint)
     config = validate(document["config"], f"{args.checkpoint} (stored config)")
     data = config.data
     where = data.root if data.folder_a is None else f"{data.folder_a} | {data.folder_b}"
     print(f"checkpoint: {args.checkpoint}")
-    print(f"method: {config.method} (preset name {config.name}); content term {config.loss.structure}")
+    print(f"method: {config.method} (preset name {config.name}); structure term {config.loss.structure}")
     print(f"step: {document['step']} of {config.train.max_steps or 'the preset schedule'}")
     print(f"data: {where} ({data.direction}, {data.crop_size} px crops)")
     for name, state in document["networks"].items():
@@ -480,30 +479,13 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are the user's to fix (imported when an error happens, to start fast)."""
-    from sesim.backbones import WeightsUnavailableError
-    from sesim.config import ConfigError
-    from sesim.data.images import DataError
-    from sesim.export import ExportError
-    from sesim.training.checkpoint import CheckpointError
-    from sesim.training.loop import DeviceError
+def is_user_error(error: BaseException) -> bool:
+    """What is the user's to fix: the project's error type (``SesimError``), and file-system
+    errors about a named path (permission denied, disk full, a folder where a file should be).
+    Anything else is a bug in SeSim and keeps its traceback."""
+    from sesim.errors import SesimError  # imported when an error happens: start-up stays fast
 
-    return (
-        ConfigError, DataError, CheckpointError, DeviceError, WeightsUnavailableError, ExportError, ValueError, OSError,
-    )  # fmt: skip
-
-
-def _training_stopped() -> type[BaseException]:
-    from sesim.training.loop import TrainingStopped
-
-    return TrainingStopped
-
-
-def _interrupted() -> type[BaseException]:
-    from sesim.training.loop import Interrupted
-
-    return Interrupted
+    return isinstance(error, SesimError) or (isinstance(error, OSError) and error.filename is not None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -511,26 +493,28 @@ def main(argv: list[str] | None = None) -> int:
     debug = getattr(args, "debug", False)
     try:
         return args.run(args)
-    except _user_errors() as error:
+    except KeyboardInterrupt as stop:
+        if getattr(stop, "run_dir", None) is not None:  # training's Interrupted: a checkpoint was saved
+            print(
+                f"sesim: interrupted at step {stop.step}; checkpoint saved. "
+                f"Continue with: sesim train --resume {stop.run_dir}",
+                file=sys.stderr,
+            )
+        else:
+            print("sesim: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
         if debug:
             raise
-        print(f"sesim: error: {one_line(error)}", file=sys.stderr)
-        return 2
-    except _training_stopped() as error:
-        if debug:
-            raise
-        print(f"sesim: stopped: {error}", file=sys.stderr)
-        return 1
-    except _interrupted() as stop:
-        print(
-            f"sesim: interrupted at step {stop.step}; checkpoint saved. "
-            f"Continue with: sesim train --resume {stop.run_dir}",
-            file=sys.stderr,
-        )
-        return 130
-    except KeyboardInterrupt:
-        print("sesim: interrupted", file=sys.stderr)
-        return 130
+        if is_user_error(error):
+            print(f"sesim: error: {one_line(error)}", file=sys.stderr)
+            return 2
+        from sesim.training.chores import TrainingStopped
+
+        if isinstance(error, TrainingStopped):
+            print(f"sesim: stopped: {error}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

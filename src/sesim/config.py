@@ -8,17 +8,62 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sesim.errors import ConfigError
 from sesim.presets import PRESETS_DIR, preset_names
 
 
-class ConfigError(ValueError):
-    """A configuration problem the user can fix; the message names the key or file."""
+def registry(name: str) -> Mapping:
+    """The registry a config value selects from: the dict next to the code it lists (imported
+    here, when a value is checked, so reading this module stays light)."""
+    if name == "methods":
+        from sesim.methods import METHODS as found
+    elif name == "generators":
+        from sesim.networks import GENERATORS as found
+    elif name == "discriminators":
+        from sesim.networks import DISCRIMINATORS as found
+    elif name == "backbones":
+        from sesim.backbones import BACKBONES as found
+    elif name == "structure_terms":
+        from sesim.methods.structure import STRUCTURE_TERMS as found
+    elif name == "comparisons":
+        from sesim.losses.spatial import COMPARISONS as found
+    elif name == "preprocess":
+        from sesim.data.transforms import PREPROCESS as found
+    elif name == "held_out_metrics":
+        from sesim.evaluation.held_out import HELD_OUT_METRICS as found
+    else:
+        raise KeyError(f"no registry named {name!r}")
+    return found
+
+
+class OneOf:
+    """Validator of a key into of the registry :func:`registry` names; the error lists the valid keys."""
+
+    def __init__(self, registry: str) -> None:
+        self.registry = registry
+
+    def choices(self) -> list[str]:
+        return list(registry(self.registry))
+
+    def __call__(self, value: str) -> str:
+        choices = self.choices()
+        if value not in choices:
+            near = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f"did you mean {near[0]}? " if near else ""
+            raise ValueError(f"unknown {value!r}; {hint}choose from {', '.join(choices)}")
+        return value
+
+
+def one_of(registry: str):
+    """A ``str`` field whose value must be a key of the named registry."""
+    return Annotated[str, AfterValidator(OneOf(registry))]
 
 
 class Section(BaseModel):
@@ -26,7 +71,7 @@ class Section(BaseModel):
 
 
 class GeneratorConfig(Section):
-    kind: Literal["resnet", "stylegan2", "munit"] = Field(
+    kind: one_of("generators") = Field(
         "resnet",
         description="generator architecture: resnet (the paper's), stylegan2 (single image), munit (multi-modal)",
     )
@@ -39,7 +84,7 @@ class GeneratorConfig(Section):
 
 
 class DiscriminatorConfig(Section):
-    kind: Literal["patchgan", "stylegan2"] = Field(
+    kind: one_of("discriminators") = Field(
         "patchgan", description="patchgan (70x70 PatchGAN, LSGAN) or stylegan2 (single image)"
     )
     ndf: int = Field(64, ge=1, description="width of the discriminator's first layer (64 in the paper)")
@@ -68,16 +113,19 @@ class PatchNCEConfig(Section):
 
 
 class LossConfig(Section):
-    """The structure term: ``structure`` picks it; for ``sesim``, FSeSim (``learned: false``) or
-    LSeSim (``learned: true``) on the backbone taps; ``perceptual`` uses the same backbone taps."""
+    """The structure term, the part of the generator's objective that keeps the input's content:
+    ``structure`` picks its kind (``weights.structure`` its weight); for ``sesim``, FSeSim
+    (``learned: false``) or LSeSim (``learned: true``) on the backbone taps; ``perceptual`` uses
+    the same backbone taps; ``patchnce`` the generator's own (``loss.patchnce``)."""
 
-    structure: Literal["sesim", "patchnce", "perceptual", "none"] = Field(
-        "sesim", description="the content term: sesim (the paper), patchnce (CUT), perceptual (feature L1) or none"
+    structure: one_of("structure_terms") = Field(
+        "sesim",
+        description="the structure term: sesim (the paper), patchnce (CUT), perceptual (feature L1) or none",
     )
     flip_equivariance: bool = Field(
         False, description="FastCUT: G sees a flipped input half the time, output flipped back"
     )
-    backbone: Literal["vgg16", "efficientnet_lite0"] = Field(
+    backbone: one_of("backbones") = Field(
         "vgg16",
         description=(
             "fixed feature extractor: vgg16 (the paper's) or efficientnet_lite0 (offline; its default taps "
@@ -100,7 +148,7 @@ class LossConfig(Section):
     normalize: bool = Field(
         False, description="false: the authors' maps (centred, tanh(s / 10)) with SmoothL1; true: cosine maps with L1"
     )
-    mode: Literal["cos", "l1"] = Field(
+    mode: one_of("comparisons") = Field(
         "cos", description="cos: 1 - cosine between map rows; l1: elementwise on the rescaled maps"
     )
     num_queries: int = Field(256, ge=1, description="query positions per tap and call")
@@ -120,17 +168,19 @@ class LossConfig(Section):
 
 
 class WeightsConfig(Section):
-    """Loss weights of the generator objective ``gan * L_GAN + spatial * L_content + identity terms``
-    (+ ``cycle * L_cycle`` for CycleGAN). ``spatial`` weighs whichever ``loss.structure`` is chosen."""
+    """Loss weights of the generator objective ``gan * L_GAN + structure * L_structure + identity terms``
+    (+ ``cycle * L_cycle`` for CycleGAN). ``structure`` weighs whichever ``loss.structure`` is chosen."""
 
     gan: float = Field(1.0, ge=0, description="adversarial term")
-    spatial: float = Field(10.0, ge=0, description="the content term chosen by loss.structure (10 in the paper)")
+    structure: float = Field(10.0, ge=0, description="the structure term chosen by loss.structure (10 in the paper)")
     identity_l1: float = Field(0.0, ge=0, description="L1 between G(B) and B")
-    identity_spatial: float = Field(0.0, ge=0, description="the content term between B and G(B) (CUT's identity NCE)")
+    identity_structure: float = Field(
+        0.0, ge=0, description="the structure term between B and G(B) (CUT's identity NCE)"
+    )
     cycle: float = Field(0.0, ge=0, description="CycleGAN's cycle-consistency weight (10 in its paper)")
     r1: float = Field(0.0, ge=0, description="R1 gradient penalty gamma (single-image translation: 1.0)")
-    style: float = Field(0.0, ge=0, description="multimodal: |E_s(G(a, s)) - s|")
-    content: float = Field(0.0, ge=0, description="multimodal: |E_c(G(a, s)) - E_c(a)|")
+    style_code: float = Field(0.0, ge=0, description="multimodal: |E_s(G(a, s)) - s|")
+    content_code: float = Field(0.0, ge=0, description="multimodal: |E_c(G(a, s)) - E_c(a)|")
     reconstruction: float = Field(0.0, ge=0, description="multimodal: |G(E_c(b), E_s(b)) - b|")
 
 
@@ -142,7 +192,7 @@ class DataConfig(Section):
     folder_b: str | None = Field(None, description="domain B, with folder_a")
     load_size: int = Field(286, ge=4, description="images are resized to this (short side for zoom) before cropping")
     crop_size: int = Field(256, ge=4, description="training crop side (a multiple of 4)")
-    preprocess: Literal["resize_and_crop", "crop", "zoom_and_crop", "none"] = Field(
+    preprocess: one_of("preprocess") = Field(
         "resize_and_crop", description="resize_and_crop (the paper's), crop, zoom_and_crop (single image) or none"
     )
     zoom: tuple[float, float] = Field((0.5, 1.0), description="zoom_and_crop: short side = load_size x U(zoom)")
@@ -222,7 +272,7 @@ class ValidationConfig(Section):
     folder_b: str | None = Field(
         None, description="their ground truth (same file names) or, for fd_efficientnet, target images"
     )
-    metric: Literal["rmse", "psnr", "fd_efficientnet"] = Field(
+    metric: one_of("held_out_metrics") = Field(
         "fd_efficientnet",
         description="rmse or psnr against ground truth of the same name, or fd_efficientnet against target images",
     )
@@ -251,10 +301,11 @@ class LogConfig(Section):
 
 
 class RunConfig(Section):
-    method: Literal["sesim", "cyclegan", "sinsesim", "multimodal"] = Field(
-        "sesim",
+    method: one_of("methods") = Field(
+        "one_sided",
         description=(
-            "the algorithm: sesim (one-sided: FSeSim, LSeSim, CUT, GAN alone ...), cyclegan, sinsesim, multimodal"
+            "the algorithm: one_sided (one generator, any structure term: FSeSim, LSeSim, CUT, GAN alone ...), "
+            "cyclegan, sinsesim, multimodal"
         ),
     )
     name: str = Field("sesim", description="the run's name (run folders are NNN-name)")
@@ -314,9 +365,8 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node[keys[-1]] = value
 
 
-def _section_fields(location: tuple) -> list[str]:
-    """The valid keys of the section at ``location`` (a pydantic error location)."""
-    model: Any = RunConfig
+def _section_fields(model: Any, location: tuple) -> list[str]:
+    """The valid keys of the section at ``location`` (a pydantic error location) below ``model``."""
     for part in location:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = field.annotation if field is not None else None
@@ -326,31 +376,84 @@ def _section_fields(location: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def validate(data: dict[str, Any], source: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Validate a nested dict; the first problem becomes a one-line ``ConfigError``. A problem
-    with a key given by an override names that ``--set``; an unknown key suggests the nearest."""
+# Keys renamed since earlier versions: stored configs are migrated (``migrate_stored``); a YAML
+# file or --set with an old name is told the new one.
+RENAMED = {
+    "weights.spatial": "weights.structure",
+    "weights.identity_spatial": "weights.identity_structure",
+    "weights.style": "weights.style_code",
+    "weights.content": "weights.content_code",
+}
+# Values renamed: the one-sided translator was ``method: sesim``.
+RENAMED_VALUES = {("method", "sesim"): "one_sided"}
+
+
+def migrate_stored(data: dict[str, Any]) -> list[str]:
+    """Bring a config stored by an earlier SeSim to today's key names, in place; returns what changed.
+
+    Checkpoints written before ``train.schedule`` existed decayed every step, so they get ``step``.
+    """
+    changes = []
+    for old, new in RENAMED.items():
+        (section, key), (_, new_key) = old.split("."), new.split(".")
+        node = data.get(section)
+        if isinstance(node, dict) and key in node and new_key not in node:
+            node[new_key] = node.pop(key)
+            changes.append(f"{old} -> {new}")
+    for (key, old), new in RENAMED_VALUES.items():
+        if data.get(key) == old:
+            data[key] = new
+            changes.append(f"{key}: {old} -> {new}")
+    train = data.get("train")
+    if isinstance(train, dict) and "schedule" not in train:
+        train["schedule"] = "step"
+        changes.append("train.schedule: step (the per-step decay it was trained with)")
+    return changes
+
+
+def validate_section(
+    model: type[Section] | type[RunConfig],
+    data: Any,
+    source: str,
+    prefix: str = "",
+    overrides: list[str] | tuple[str, ...] = (),
+):
+    """Validate ``data`` as ``model`` (a whole run config, or one section at ``prefix``); the first
+    problem becomes a one-line ``ConfigError``. A problem with a key given by an override names
+    that ``--set``; an unknown key suggests the nearest (or its new name, if it was renamed)."""
     try:
-        return RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         location = tuple(first["loc"])
-        where = ".".join(str(part) for part in location) or "(top level)"
+        where = ".".join([*([prefix] if prefix else []), *map(str, location)]) or "(top level)"
         if first["type"] == "extra_forbidden":
-            valid = _section_fields(location[:-1])
+            valid = _section_fields(model, location[:-1])
             near = difflib.get_close_matches(str(location[-1]), valid, n=1)
-            message = (
-                f"unknown key; did you mean {'.'.join([*map(str, location[:-1]), near[0]])}?"
-                if near
-                else (f"unknown key; valid keys here: {', '.join(valid)}")
-            )
+            parent = where.rsplit(".", 1)[0] if "." in where else ""
+            if where in RENAMED:
+                message = f"renamed; use {RENAMED[where]}"
+            elif near:
+                message = f"unknown key; did you mean {'.'.join([*([parent] if parent else []), near[0]])}?"
+            else:
+                message = f"unknown key; valid keys here: {', '.join(valid)}"
         else:
-            message = first["msg"]
+            message = first["msg"].removeprefix("Value error, ")
+            value = first.get("input")
+            renamed = RENAMED_VALUES.get((where, value)) if isinstance(value, str) else None
+            if renamed:
+                message = f"{first['input']!r} is now called {renamed!r}"
         more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
         for assignment in overrides:
             key = assignment.split("=", 1)[0].strip()
             if where == key or where.startswith(key + ".") or key.startswith(where + "."):
                 raise ConfigError(f"--set {assignment}: {message}{more}") from None
         raise ConfigError(f"{source}: {where}: {message}{more}") from None
+
+
+def validate(data: dict[str, Any], source: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Validate a whole run config (see :func:`validate_section`)."""
+    return validate_section(RunConfig, data, source, "", overrides)
 
 
 # What ``sesim train --resume RUN --set ...`` may change: how long and how the run goes on, where
@@ -436,7 +539,8 @@ def reference_markdown() -> str:
                 nested.append((name, annotation))
                 continue
             default = json.dumps(field.default) if field.default is not None else "null"
-            kind = _type_name(annotation).replace("|", "\\|")
+            registry = next((m.func for m in field.metadata if isinstance(getattr(m, "func", None), OneOf)), None)
+            kind = " \\| ".join(registry.choices()) if registry else _type_name(annotation).replace("|", "\\|")
             rows.append(f"| `{prefix}{name}` | `{kind}` | `{default}` | {field.description or ''} |")
         if rows:
             title = prefix.rstrip(".") or "top level"

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from sesim.config import load_config
-from sesim.data.images import list_images, load_rgb, to_image, to_tensor
+from sesim.data.images import image_grid, list_images, load_rgb, to_image, to_tensor
 from sesim.data.synthetic import layout_iou, write_domains
-from sesim.methods.sesim import build_generator
-from sesim.training.loop import load_generator, pick_device, train
-from sesim.translate import translate_tensor
+from sesim.inference import load_generator, pick_device, translate_tensor
+from sesim.networks import build_generator
+from sesim.training.loop import train
 
 
 def _score(generator, inputs: torch.Tensor, labels: list[np.ndarray]) -> tuple[torch.Tensor, list[float]]:
@@ -37,7 +37,7 @@ def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[s
     config = load_config("demo", sets)
     run_dir = train(config)
 
-    device = pick_device(config.train.device)
+    device = pick_device(config.train.device, "train.device")
     torch.manual_seed(config.train.seed)
     untrained = build_generator(config.model.generator).to(device).eval()
     trained, _ = load_generator(run_dir / "checkpoints" / "latest.pt", device)
@@ -51,11 +51,7 @@ def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[s
 
     rows = [inputs.cpu(), before.cpu(), after.cpu(), truth]
     tiles = [[to_image(col[i]).resize((128, 128), Image.NEAREST) for col in rows] for i in range(len(test_files))]
-    sheet = Image.new("RGB", (128 * 4, 128 * len(tiles)), "white")
-    for r, row in enumerate(tiles):
-        for c, tile in enumerate(row):
-            sheet.paste(tile, (c * 128, r * 128))
-    sheet.save(run_dir / "report.png")
+    image_grid(tiles).save(run_dir / "report.png")
     summary = {
         "metric": "layout mIoU (nearest-centroid segmentation of the output against the input's labels)",
         "untrained": float(np.mean(scores_before)),

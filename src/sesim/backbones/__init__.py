@@ -11,6 +11,7 @@ from sesim.backbones.base import FrozenBackbone, check_taps
 from sesim.backbones.efficientnet import EfficientNetLite0Features
 from sesim.backbones.vgg import VGG16Features
 from sesim.backbones.weights import WeightsUnavailableError
+from sesim.errors import ConfigError
 
 BACKBONES: dict[str, type[FrozenBackbone]] = {
     "vgg16": VGG16Features,
@@ -32,11 +33,11 @@ def build_backbone(name: str, weights: str | os.PathLike = "imagenet") -> Frozen
         weights: ``"imagenet"``, a path to a state dict file, or ``"random"``.
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones).
+        ConfigError: unknown name (the message lists the valid ones).
         WeightsUnavailableError: the pretrained weights cannot be found or fetched.
     """
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}")
+        raise ConfigError(f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}")
     return BACKBONES[name](weights=weights)
 
 

@@ -8,17 +8,19 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from sesim.errors import ConfigError
+
 
 def check_taps(requested: Iterable[str], valid: Sequence[str], owner: str) -> tuple[str, ...]:
-    """Return ``requested`` as a tuple, or raise ``ValueError`` listing the valid tap names."""
+    """Return ``requested`` as a tuple, or raise ``ConfigError`` (a ``ValueError``) listing the valid names."""
     if isinstance(requested, str):
         requested = (requested,)
     taps = tuple(requested)
     if not taps:
-        raise ValueError(f"{owner}: no taps requested; valid taps: {', '.join(valid)}")
+        raise ConfigError(f"{owner}: no taps requested; valid taps: {', '.join(valid)}")
     unknown = [tap for tap in taps if tap not in valid]
     if unknown:
-        raise ValueError(f"{owner}: unknown tap(s) {', '.join(map(repr, unknown))}; valid taps: {', '.join(valid)}")
+        raise ConfigError(f"{owner}: unknown tap(s) {', '.join(map(repr, unknown))}; valid taps: {', '.join(valid)}")
     return taps
 
 

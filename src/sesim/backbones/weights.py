@@ -8,9 +8,7 @@ from urllib.error import URLError
 
 import torch
 
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could not be found or fetched; the message says how to supply them."""
+from sesim.errors import WeightsUnavailableError
 
 
 def hub_checkpoint_path(file_name: str) -> Path:

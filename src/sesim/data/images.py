@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from sesim.errors import DataError
+
+T = TypeVar("T")
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-
-
-class DataError(ValueError):
-    """A data problem the user can fix; the message names the file or folder."""
 
 
 def list_images(folder: str | Path, what: str = "images") -> list[Path]:
@@ -61,3 +63,32 @@ def to_image(tensor: torch.Tensor) -> Image.Image:
     """``(3, H, W)`` tensor in ``[-1, 1]`` -> RGB PIL image."""
     array = ((tensor.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(array, mode="RGB")
+
+
+def image_grid(rows: Sequence[Sequence[Image.Image]], background: str = "white") -> Image.Image:
+    """Paste images into one picture, row by row; each column is as wide as its widest image,
+    each row as tall as its tallest (sample grids, the demo report, similarity sheets)."""
+    widths = [max(row[c].size[0] for row in rows if c < len(row)) for c in range(max(map(len, rows)))]
+    heights = [max(image.size[1] for image in row) for row in rows]
+    sheet = Image.new("RGB", (sum(widths), sum(heights)), background)
+    top = 0
+    for row, height in zip(rows, heights, strict=True):
+        left = 0
+        for image, width in zip(row, widths, strict=False):
+            sheet.paste(image, (left, top))
+            left += width
+        top += height
+    return sheet
+
+
+def same_size_batches(items: Iterable[T], size_of: Callable[[T], Hashable], batch_size: int) -> Iterator[list[T]]:
+    """Consecutive items of one size (``size_of(item)``) in groups of at most ``batch_size``, in
+    order: what can be stacked into one batch without resizing."""
+    group: list[T] = []
+    for item in items:
+        if group and (size_of(item) != size_of(group[0]) or len(group) == batch_size):
+            yield group
+            group = []
+        group.append(item)
+    if group:
+        yield group

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from PIL import Image
 
-Preprocess = Literal["resize_and_crop", "crop", "zoom_and_crop", "none"]
+# ``data.preprocess`` -> what :func:`augment` does with it.
+PREPROCESS: dict[str, str] = {
+    "resize_and_crop": "resize to load_size x load_size, random crop_size crop (the paper's)",
+    "crop": "random crop_size crop of the image as it is (smaller images upscaled)",
+    "zoom_and_crop": "short side to load_size x U(zoom), aspect kept, random crop (single image)",
+    "none": "the whole image, resized to multiples of 4",
+}
+Preprocess = str  # a key of PREPROCESS
 
 
 def _randint(high: int, generator: torch.Generator) -> int:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from sesim.backbones import FrozenBackbone, build_backbone, check_taps
 from sesim.losses.spatial import (
+    COMPARISONS,
     Mode,
     contrastive_spatial_loss,
     sample_query_ids,
@@ -56,8 +57,8 @@ class SpatialCorrelativeLoss(nn.Module):
         super().__init__()
         if isinstance(backbone, str):
             backbone = build_backbone(backbone, weights=weights)
-        if mode not in ("cos", "l1"):
-            raise ValueError(f"mode: expected 'cos' or 'l1', got {mode!r}")
+        if mode not in COMPARISONS:
+            raise ValueError(f"mode: expected one of {', '.join(map(repr, COMPARISONS))}, got {mode!r}")
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
             raise ValueError(f"window: expected None (global) or an integer >= 1, got {window!r}")
         if num_queries < 1:

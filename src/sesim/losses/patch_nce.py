@@ -7,11 +7,9 @@ happen outside.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from sesim.losses.precision import at_least_float32
+from sesim.losses.info_nce import info_nce
 
 
 def patch_nce_loss(query: Tensor, key: Tensor, temperature: float = 0.07) -> Tensor:
@@ -33,8 +31,4 @@ def patch_nce_loss(query: Tensor, key: Tensor, temperature: float = 0.07) -> Ten
         raise ValueError(
             f"patch_nce_loss: query and key must be (B, n, D) alike, got {tuple(query.shape)} and {tuple(key.shape)}"
         )
-    if not temperature > 0:
-        raise ValueError(f"temperature: must be > 0, got {temperature}")
-    logits = (query @ key.transpose(1, 2)).flatten(0, 1) / temperature
-    labels = torch.arange(query.shape[1], device=query.device).repeat(query.shape[0])
-    return F.cross_entropy(at_least_float32(logits), labels)
+    return info_nce(query @ key.transpose(1, 2), temperature)

@@ -3,23 +3,23 @@
 from sesim.methods.base import NonFiniteLoss, Optimization, TranslationMethod
 from sesim.methods.cyclegan import CycleGAN
 from sesim.methods.multimodal import Multimodal
-from sesim.methods.sesim import SeSimTranslation, build_generator
+from sesim.methods.one_sided import OneSidedTranslation
 from sesim.methods.sinsesim import SinSeSim
 
 METHODS: dict[str, type[TranslationMethod]] = {
-    "sesim": SeSimTranslation,
+    "one_sided": OneSidedTranslation,  # FSeSim, LSeSim, CUT, FastCUT, GAN alone ... (loss.structure)
     "cyclegan": CycleGAN,
-    "sinsesim": SinSeSim,
-    "multimodal": Multimodal,
+    "sinsesim": SinSeSim,  # single image pair
+    "multimodal": Multimodal,  # MUNIT-style, style codes
 }
 
 __all__ = [
     "METHODS",
     "CycleGAN",
+    "Multimodal",
     "NonFiniteLoss",
+    "OneSidedTranslation",
     "Optimization",
-    "SeSimTranslation",
     "SinSeSim",
     "TranslationMethod",
-    "build_generator",
 ]

@@ -43,7 +43,7 @@ class TranslationMethod(nn.Module):
 
     Args:
         generator, discriminator: network sections of the config.
-        loss: the content term (``loss.structure``) and its settings.
+        loss: the structure term (``loss.structure``) and its settings.
         weights: loss weights.
         optimization: learning rate, Adam betas, image-pool size, seed of the pools.
         check_finite: raise :class:`NonFiniteLoss` before stepping on a NaN/Inf loss (one host
@@ -104,8 +104,10 @@ class TranslationMethod(nn.Module):
         raise NotImplementedError
 
     def compile_targets(self) -> list[nn.Module]:
-        """Modules ``train.compile`` compiles (trained networks and frozen feature extractors)."""
-        return list(self.trained_modules().values())
+        """Modules ``train.compile`` compiles: every trained network, and the fixed feature
+        extractors of the structure term (``self.structure``, when the method has one)."""
+        frozen = self.structure.frozen_modules() if hasattr(self, "structure") else []
+        return [*self.trained_modules().values(), *frozen]
 
     def training_step(self, real_a: Tensor, real_b: Tensor, query_rng: torch.Generator | None = None) -> dict:
         raise NotImplementedError

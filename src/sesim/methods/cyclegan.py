@@ -1,6 +1,6 @@
 """CycleGAN (Zhu, Park, Isola, Efros, ICCV 2017): two generators and two discriminators, cycle
-consistency and identity losses, LSGAN. An optional content term (``loss.structure``, weight
-``weights.spatial``, 0 by default) adds e.g. the spatially-correlative loss to both directions.
+consistency and identity losses, LSGAN. An optional structure term (``loss.structure``, weight
+``weights.structure``, 0 by default) adds e.g. the spatially-correlative loss to both directions.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
+from sesim.errors import ConfigError
 from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
 from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
 from sesim.methods.pool import ImagePool
-from sesim.methods.sesim import build_discriminator, build_generator
 from sesim.methods.structure import NoTerm, build_structure_term
+from sesim.networks import build_discriminator, build_generator
 
 
 def _l1(output: Tensor, target: Tensor) -> Tensor:
@@ -29,7 +30,7 @@ class CycleGAN(TranslationMethod):
     Generator objective (both directions)::
 
         gan * (L_GAN(G_AB) + L_GAN(G_BA)) + cycle * (|G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b|)
-        + identity_l1 * (|G_AB(b) - b| + |G_BA(a) - a|) + spatial * (L_c(a, G_AB(a)) + L_c(b, G_BA(b)))
+        + identity_l1 * (|G_AB(b) - b| + |G_BA(a) - a|) + structure * (L_s(a, G_AB(a)) + L_c(b, G_BA(b)))
 
     ``identity_l1`` is an absolute weight (CycleGAN's 0.5 x lambda = 5 with cycle 10).
     """
@@ -42,13 +43,13 @@ class CycleGAN(TranslationMethod):
         optimization: Optimization,
     ) -> None:
         if loss.structure in ("patchnce",) or (loss.structure == "sesim" and loss.learned):
-            raise ValueError("cyclegan: loss.structure must be sesim (fixed features), perceptual or none")
+            raise ConfigError("cyclegan: loss.structure must be sesim (fixed features), perceptual or none")
         self.generator, self.generator_ba = build_generator(generator), build_generator(generator)
         self.discriminator, self.discriminator_a = (
             build_discriminator(discriminator),
             build_discriminator(discriminator),
         )
-        self.term = build_structure_term(loss, self.generator) if self.weights.spatial else NoTerm()
+        self.structure = build_structure_term(loss, self.generator) if self.weights.structure else NoTerm()
         self.optimizers = {
             "generator": optimization.adam(self.generator, self.generator_ba),
             "discriminator": optimization.adam(self.discriminator, self.discriminator_a),
@@ -59,9 +60,6 @@ class CycleGAN(TranslationMethod):
             "fake_a": ImagePool(optimization.pool_size, seed=optimization.seed + 1),
             "fake_b": ImagePool(optimization.pool_size, seed=optimization.seed),
         }
-
-    def compile_targets(self) -> list[nn.Module]:
-        return [*self.trained_modules().values(), *self.term.compile_targets()]
 
     def training_step(self, real_a: Tensor, real_b: Tensor, query_rng: torch.Generator | None = None) -> dict:
         """G step first (both generators, D frozen), then the D step on pooled fakes (CycleGAN's order)."""
@@ -80,10 +78,12 @@ class CycleGAN(TranslationMethod):
                     loss_identity = _l1(same_b, real_b) + _l1(same_a, real_a)
                     stats["identity_l1"] = loss_identity.detach()
                     loss_g = loss_g + w.identity_l1 * loss_identity
-                if w.spatial:
-                    loss_spatial = self.term(real_a, fake_b, query_rng) + self.term(real_b, fake_a, query_rng)
-                    stats["spatial"] = loss_spatial.detach()
-                    loss_g = loss_g + w.spatial * loss_spatial
+                if w.structure:
+                    loss_structure = self.structure(real_a, fake_b, query_rng) + self.structure(
+                        real_b, fake_a, query_rng
+                    )
+                    stats["structure"] = loss_structure.detach()
+                    loss_g = loss_g + w.structure * loss_structure
             self.update("generator", loss_g)
         stats.update(g_gan=loss_gan.detach(), cycle=loss_cycle.detach(), g=loss_g.detach())
 

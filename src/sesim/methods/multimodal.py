@@ -3,8 +3,8 @@ day and winter -> summer; its code was never released): one content, many appear
 
 For a style code ``s ~ N(0, I)``, ``fake = G(E_c(a), s)``. Generator objective::
 
-    gan * L_GAN(fake) + spatial * L_content_term(a, fake) + style * |E_s(fake) - s|
-    + content * |E_c(fake) - E_c(a)| + reconstruction * |G(E_c(b), E_s(b)) - b|
+    gan * L_GAN(fake) + structure * L_structure(a, fake) + style_code * |E_s(fake) - s|
+    + content_code * |E_c(fake) - E_c(a)| + reconstruction * |G(E_c(b), E_s(b)) - b|
 
 The structure term holds every output to the input's layout whatever its style, which is what
 lets the styles differ in appearance only. Diversity: LPIPS between outputs of one input
@@ -18,12 +18,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
+from sesim.errors import ConfigError
 from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
 from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
 from sesim.methods.pool import ImagePool
-from sesim.methods.sesim import build_discriminator, build_generator
 from sesim.methods.structure import build_structure_term
+from sesim.networks import build_discriminator, build_generator
 
 
 class _Passes(nn.Module):
@@ -50,21 +51,18 @@ class Multimodal(TranslationMethod):
         optimization: Optimization,
     ) -> None:
         if generator.kind != "munit":
-            raise ValueError("multimodal: model.generator.kind must be munit")
+            raise ConfigError("multimodal: model.generator.kind must be munit")
         if loss.structure == "patchnce" or (loss.structure == "sesim" and loss.learned):
-            raise ValueError("multimodal: loss.structure must be sesim (fixed features), perceptual or none")
+            raise ConfigError("multimodal: loss.structure must be sesim (fixed features), perceptual or none")
         self.generator = build_generator(generator)
         self.discriminator = build_discriminator(discriminator)
-        self.term = build_structure_term(loss, self.generator)
+        self.structure = build_structure_term(loss, self.generator)
         self.optimizers = {
             "generator": optimization.adam(self.generator),
             "discriminator": optimization.adam(self.discriminator),
         }
         self.replicas = {"generator": _Passes(self.generator), "discriminator": self.discriminator}
         self.pools = {"fake_b": ImagePool(optimization.pool_size, seed=optimization.seed)}
-
-    def compile_targets(self) -> list[nn.Module]:
-        return [self.generator, self.discriminator, *self.term.compile_targets()]
 
     def training_step(self, real_a: Tensor, real_b: Tensor, query_rng: torch.Generator | None = None) -> dict:
         """G step (styles drawn from the prior with the global generator: saved in checkpoints), then D."""
@@ -78,15 +76,15 @@ class Multimodal(TranslationMethod):
                     real_a, real_b, style
                 )
                 loss_gan = g_lsgan_loss(self.discriminator(fake_b))
-                loss_spatial = self.term(real_a, fake_b, query_rng)
+                loss_structure = self.structure(real_a, fake_b, query_rng)
                 loss_style = F.l1_loss(at_least_float32(style_back), style)
                 loss_content = F.l1_loss(at_least_float32(content_back), at_least_float32(content_a).detach())
                 loss_reconstruction = F.l1_loss(at_least_float32(reconstructed_b), real_b)
-                loss_g = (w.gan * loss_gan + w.spatial * loss_spatial + w.style * loss_style
-                          + w.content * loss_content + w.reconstruction * loss_reconstruction)  # fmt: skip
+                loss_g = (w.gan * loss_gan + w.structure * loss_structure + w.style_code * loss_style
+                          + w.content_code * loss_content + w.reconstruction * loss_reconstruction)  # fmt: skip
             self.update("generator", loss_g)
-        losses = {"g_gan": loss_gan, "spatial": loss_spatial, "style": loss_style, "content": loss_content,
-                  "reconstruction": loss_reconstruction, "g": loss_g}  # fmt: skip
+        losses = {"g_gan": loss_gan, "structure": loss_structure, "style_code": loss_style,
+                  "content_code": loss_content, "reconstruction": loss_reconstruction, "g": loss_g}  # fmt: skip
         stats.update({name: value.detach() for name, value in losses.items()})
 
         self.optimizers["discriminator"].zero_grad(set_to_none=True)

@@ -3,7 +3,7 @@ setting, after SinCUT): one source and one target image, random zoomed crops of 
 style generator and discriminator, the non-saturating GAN loss with an R1 penalty on real crops.
 
 Configure with ``model.*.kind: stylegan2``, ``data.preprocess: zoom_and_crop`` and ``weights.r1``
-(preset ``sinsesim``); the content term is ``loss.structure`` as everywhere.
+(preset ``sinsesim``); the structure term is ``loss.structure`` as everywhere.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
+from sesim.errors import ConfigError
 from sesim.losses.adversarial import d_nonsaturating_loss, g_nonsaturating_loss, r1_penalty
 from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
-from sesim.methods.sesim import build_discriminator, build_generator
 from sesim.methods.structure import build_structure_term
+from sesim.networks import build_discriminator, build_generator
 
 
 class SinSeSim(TranslationMethod):
-    """Generator objective ``gan * softplus(-D(G(a))) + spatial * L_content(a, G(a))`` (+ identity
+    """Generator objective ``gan * softplus(-D(G(a))) + structure * L_structure(a, G(a))`` (+ identity
     L1); discriminator ``softplus(-D(b)) + softplus(D(G(a))) + r1 / 2 * ||grad D(b)||^2``."""
 
     def build(
@@ -32,18 +33,15 @@ class SinSeSim(TranslationMethod):
         optimization: Optimization,
     ) -> None:
         if loss.structure == "sesim" and loss.learned:
-            raise ValueError("sinsesim: learned heads are not supported here; use loss.learned=false")
+            raise ConfigError("sinsesim: learned heads are not supported here; use loss.learned=false")
         self.generator = build_generator(generator)
         self.discriminator = build_discriminator(discriminator)
-        self.term = build_structure_term(loss, self.generator)
+        self.structure = build_structure_term(loss, self.generator)
         self.optimizers = {
-            "generator": optimization.adam(self.generator, *self.term.joint_modules().values()),
+            "generator": optimization.adam(self.generator, *self.structure.joint_modules().values()),
             "discriminator": optimization.adam(self.discriminator),
         }
         self.replicas = {"generator": self.generator, "discriminator": self.discriminator}
-
-    def compile_targets(self) -> list[nn.Module]:
-        return [self.generator, self.discriminator, *self.term.compile_targets()]
 
     def training_step(self, real_a: Tensor, real_b: Tensor, query_rng: torch.Generator | None = None) -> dict:
         """D step (with R1 on the real crops), then the G step."""
@@ -69,15 +67,15 @@ class SinSeSim(TranslationMethod):
             self.optimizers["generator"].zero_grad(set_to_none=True)
             with forward:
                 loss_gan = g_nonsaturating_loss(at_least_float32(self.discriminator(fake_b)))
-                loss_spatial = self.term(real_a, fake_b, query_rng)
-                loss_g = w.gan * loss_gan + w.spatial * loss_spatial
+                loss_structure = self.structure(real_a, fake_b, query_rng)
+                loss_g = w.gan * loss_gan + w.structure * loss_structure
                 if w.identity_l1:
                     loss_identity = F.l1_loss(at_least_float32(self.generator(real_b)), real_b)
                     stats["identity_l1"] = loss_identity.detach()
                     loss_g = loss_g + w.identity_l1 * loss_identity
             self.update("generator", loss_g)
-        stats.update(g_gan=loss_gan.detach(), spatial=loss_spatial.detach(), g=loss_g.detach())
+        stats.update(g_gan=loss_gan.detach(), structure=loss_structure.detach(), g=loss_g.detach())
         return stats
 
     def trained_modules(self) -> dict[str, nn.Module]:
-        return {"generator": self.generator, "discriminator": self.discriminator, **self.term.joint_modules()}
+        return {"generator": self.generator, "discriminator": self.discriminator, **self.structure.joint_modules()}

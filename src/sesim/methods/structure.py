@@ -1,19 +1,24 @@
-"""The content-keeping term of a translator, chosen by ``loss.structure``: the spatially-correlative
-loss (fixed or learned), CUT's PatchNCE, a perceptual loss, or none. Ablations are config changes.
+"""The structure term of a translator, chosen by ``loss.structure`` and weighted by
+``weights.structure``: the part of the generator's objective that keeps the input's content. The
+spatially-correlative loss (fixed or learned), CUT's PatchNCE, a perceptual loss, or none;
+ablations are config changes.
 
 A term is called as ``term(real, fake, query_rng, flipped)`` in the generator step and returns a
 scalar; ``flipped`` says that ``fake`` is the translation of the mirrored ``real`` (FastCUT's flip
 equivariance): PatchNCE mirrors the translation's encoder features back, as CUT does, the other
-terms mirror the translation back.
-Modules it trains together with the generator (PatchNCE's projector) come from ``joint_modules``; LSeSim's
-heads train in their own step (``SeSimTerm.structure.contrastive``).
+terms mirror the translation back. Modules it trains together with the generator (PatchNCE's
+projector) come from ``joint_modules``; LSeSim's heads train in their own step
+(``SeSimTerm.loss.contrastive``); fixed feature extractors come from ``frozen_modules``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
+from sesim.backbones import build_backbone, check_taps
 from sesim.config import LossConfig
 from sesim.losses import SpatialCorrelativeLoss, sample_query_ids
 from sesim.losses.patch_nce import patch_nce_loss
@@ -35,7 +40,7 @@ def build_structure_loss(config: LossConfig) -> SpatialCorrelativeLoss:
 
 
 class StructureTerm(nn.Module):
-    """Base of the terms: no heads, nothing trained with the generator, nothing to compile."""
+    """Base of the terms: no heads, nothing trained with the generator, no fixed extractor."""
 
     heads: nn.Module | None = None
 
@@ -43,26 +48,27 @@ class StructureTerm(nn.Module):
         """Modules the generator's optimizer step also updates (CUT's projector)."""
         return {}
 
-    def compile_targets(self) -> list[nn.Module]:
+    def frozen_modules(self) -> list[nn.Module]:
+        """Fixed feature extractors the term runs (compiled with ``train.compile``, never trained)."""
         return []
 
 
 class SeSimTerm(StructureTerm):
     """FSeSim / LSeSim: the spatially-correlative loss on frozen backbone features (or heads)."""
 
-    def __init__(self, config: LossConfig) -> None:
+    def __init__(self, config: LossConfig, generator: nn.Module | None = None) -> None:
         super().__init__()
-        self.structure = build_structure_loss(config)
+        self.loss = build_structure_loss(config)
 
     @property
     def heads(self) -> nn.Module | None:
-        return self.structure.heads
+        return self.loss.heads
 
-    def compile_targets(self) -> list[nn.Module]:
-        return [self.structure.backbone] + ([self.heads] if self.heads is not None else [])
+    def frozen_modules(self) -> list[nn.Module]:
+        return [self.loss.backbone]
 
     def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None, flipped: bool = False) -> Tensor:
-        return self.structure(real, fake.flip(3) if flipped else fake, query_rng)
+        return self.loss(real, fake.flip(3) if flipped else fake, query_rng)
 
 
 class PatchNCETerm(StructureTerm):
@@ -85,9 +91,6 @@ class PatchNCETerm(StructureTerm):
     def use_replica(self, module: nn.Module) -> None:
         self.replica = [module]
 
-    def compile_targets(self) -> list[nn.Module]:
-        return [self.projector]
-
     def _patches(self, features: dict[str, Tensor], ids: dict[str, Tensor]) -> dict[str, Tensor]:
         return {tap: f.flatten(2)[:, :, ids[tap]].transpose(1, 2) for tap, f in features.items()}
 
@@ -109,33 +112,39 @@ class PatchNCETerm(StructureTerm):
 class PerceptualTerm(StructureTerm):
     """Mean L1 distance of frozen backbone features at the loss taps (input's features detached)."""
 
-    def __init__(self, config: LossConfig) -> None:
+    def __init__(self, config: LossConfig, generator: nn.Module | None = None) -> None:
         super().__init__()
-        self.structure = SpatialCorrelativeLoss(
-            backbone=config.backbone, taps=tuple(config.taps), weights=config.backbone_weights
-        )
+        self.backbone = build_backbone(config.backbone, weights=config.backbone_weights)
+        self.taps = check_taps(config.taps, self.backbone.taps, self.backbone.name)
 
-    def compile_targets(self) -> list[nn.Module]:
-        return [self.structure.backbone]
+    def frozen_modules(self) -> list[nn.Module]:
+        return [self.backbone]
 
     def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None, flipped: bool = False) -> Tensor:
-        source = self.structure.features(real, grad=False)
-        target = self.structure.features(fake.flip(3) if flipped else fake)
-        return torch.stack([(source[t] - target[t]).abs().mean() for t in self.structure.taps]).mean()
+        with torch.no_grad():
+            source = self.backbone(real, self.taps)
+        target = self.backbone(fake.flip(3) if flipped else fake, self.taps)
+        return torch.stack([(source[t] - target[t]).abs().mean() for t in self.taps]).mean()
 
 
 class NoTerm(StructureTerm):
-    """No content term: the GAN alone (the paper's and GcGAN's "GAN alone" baseline)."""
+    """No structure term: the GAN alone (the paper's and GcGAN's "GAN alone" baseline)."""
+
+    def __init__(self, config: LossConfig | None = None, generator: nn.Module | None = None) -> None:
+        super().__init__()
 
     def forward(self, real: Tensor, fake: Tensor, query_rng: torch.Generator | None, flipped: bool = False) -> Tensor:
         return fake.new_zeros((), dtype=torch.float32)
 
 
+# ``loss.structure`` -> the term, built from the loss section and the generator it serves.
+STRUCTURE_TERMS: dict[str, Callable[[LossConfig, nn.Module], StructureTerm]] = {
+    "sesim": SeSimTerm,  # the paper's spatially-correlative loss (FSeSim, or LSeSim with loss.learned)
+    "patchnce": PatchNCETerm,  # CUT / FastCUT
+    "perceptual": PerceptualTerm,  # feature L1 at the same taps (ablation)
+    "none": NoTerm,  # the GAN alone (ablation)
+}
+
+
 def build_structure_term(config: LossConfig, generator: nn.Module) -> StructureTerm:
-    if config.structure == "sesim":
-        return SeSimTerm(config)
-    if config.structure == "patchnce":
-        return PatchNCETerm(config, generator)
-    if config.structure == "perceptual":
-        return PerceptualTerm(config)
-    return NoTerm()
+    return STRUCTURE_TERMS[config.structure](config, generator)

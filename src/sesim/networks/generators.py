@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from sesim.errors import ConfigError
 from sesim.networks.layers import BlurDownsample, BlurUpsample, init_weights
 
 
@@ -78,7 +79,7 @@ class ResnetGenerator(nn.Module):
         """Channels of named encoder taps; an unknown name lists the valid ones."""
         unknown = [tap for tap in taps if tap not in self.taps]
         if unknown:
-            raise ValueError(f"generator: unknown tap(s) {', '.join(unknown)}; valid taps: {', '.join(self.taps)}")
+            raise ConfigError(f"generator: unknown tap(s) {', '.join(unknown)}; valid taps: {', '.join(self.taps)}")
         return {tap: self.taps[tap][1] for tap in taps}
 
     def encode(self, images: Tensor, taps) -> dict[str, Tensor]:

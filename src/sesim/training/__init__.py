@@ -1,1 +1,2 @@
-"""The engine: loop, checkpoints, logging."""
+"""The engine: the loop (``loop``), its chores (``chores``), what a run saves and restores
+(``state``), processes (``distributed``), run folders and logs (``logging``), validation."""

@@ -9,10 +9,9 @@ import re
 from pathlib import Path
 
 import torch
-from PIL import Image
 
-from sesim.config import ConfigError
-from sesim.data.images import to_image
+from sesim.data.images import image_grid, to_image
+from sesim.errors import ConfigError
 
 
 def new_run_dir(out_dir: str | Path, name: str) -> Path:
@@ -77,12 +76,7 @@ class RunLogger:
 
 def save_grid(path: Path, columns: list[torch.Tensor]) -> Path:
     """One row per batch item, one column per tensor (``(B, 3, H, W)`` in ``[-1, 1]``), as PNG."""
-    rows = [[to_image(column[i]) for column in columns] for i in range(columns[0].shape[0])]
-    width, height = rows[0][0].size
-    grid = Image.new("RGB", (width * len(columns), height * len(rows)))
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            grid.paste(image, (c * width, r * height))
+    grid = image_grid([[to_image(column[i]) for column in columns] for i in range(columns[0].shape[0])], "black")
     path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(path)
     return path

@@ -1,16 +1,15 @@
-"""The training loop: one function, the method does the algorithm, this does the chores."""
+"""The training loop. :func:`train` reads as its outline (set up, restore, run the steps: log,
+sample, validate, save, stop); the method does the algorithm, the chores live in
+:mod:`sesim.training.chores` and :mod:`sesim.training.state`."""
 
 from __future__ import annotations
 
 import copy
-import math
 import os
 import random
 import shutil
-import signal
 import sys
-import threading
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from tqdm import tqdm
 from sesim.backbones import WeightsUnavailableError
 from sesim.backbones.vgg import VGG16_FILE
 from sesim.backbones.weights import hub_checkpoint_path
+from sesim.checkpoint import load_checkpoint
 from sesim.config import (
     RESUMABLE,
     ConfigError,
@@ -31,27 +31,26 @@ from sesim.config import (
     validate,
 )
 from sesim.data.images import DataError, list_images
-from sesim.data.unpaired import StepSampler, UnpairedImages, domain_folders, mix_seed
-from sesim.methods import METHODS, NonFiniteLoss, Optimization, TranslationMethod, build_generator
+from sesim.data.unpaired import StepSampler, UnpairedImages, domain_folders
+from sesim.errors import DeviceError
+from sesim.inference import pick_device, resolve_precision, weight_dtype
+from sesim.methods import METHODS, NonFiniteLoss, Optimization, TranslationMethod
 from sesim.training import distributed
-from sesim.training.checkpoint import (
-    CheckpointError,
-    link_checkpoint,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
+from sesim.training.chores import (
+    BestScore,
+    NonFiniteBudget,
+    SkippedFiles,
+    StepPlan,
+    StopRequests,
+    TimeBudget,
+    TrainingStopped,
+    own_process_group,
+    plan_steps,
 )
 from sesim.training.distributed import Processes
 from sesim.training.logging import RunLogger, new_run_dir, save_grid, write_samples_page
+from sesim.training.state import Checkpointer, load_initial_weights, restore_training
 from sesim.training.validation import Validator
-
-
-class DeviceError(ValueError):
-    """The requested device does not exist here."""
-
-
-class TrainingStopped(RuntimeError):
-    """Training could not go on (too many non-finite losses); the last good checkpoint is intact."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -60,137 +59,6 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, run_dir: Path, step: int) -> None:
         super().__init__(f"interrupted at step {step}")
         self.run_dir, self.step = run_dir, step
-
-
-class _StopRequests:
-    """Turns SIGINT/SIGTERM into a flag the loop reads between steps (main thread only)."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._previous: dict = {}
-
-    def __enter__(self) -> _StopRequests:
-        if threading.current_thread() is threading.main_thread():
-            for number in (signal.SIGINT, signal.SIGTERM):
-                self._previous[number] = signal.signal(number, self._request)
-        return self
-
-    def _request(self, number: int, frame) -> None:
-        self.signal = number
-
-    def __exit__(self, *exc) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
-
-
-def _own_process_group(worker_id: int) -> None:
-    """Loader workers leave the main process's process group, so a signal sent to the whole group
-    (Ctrl-C in a terminal, ``timeout``, ``kill -- -PID``, schedulers) reaches only the main process:
-    it finishes the step, saves and shuts the workers down itself. A worker killed by such a signal
-    would otherwise raise in the main process in the middle of a step, before anything is saved.
-    Workers still exit when the main process dies (PyTorch's parent watchdog)."""
-    if hasattr(os, "setpgid"):
-        try:
-            os.setpgid(0, 0)
-        except OSError:  # already a group or session leader: nothing to leave
-            pass
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; an unavailable CUDA request is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DeviceError(f"train.device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"train.device={name}: no CUDA device is available here; use auto or cpu")
-    return device
-
-
-def schedule(constant_steps: int, total_steps: int):
-    """Per-step learning-rate factor: 1 for ``constant_steps``, then linear to 0 at ``total_steps``."""
-    decay = max(1, total_steps - constant_steps)
-    return lambda step: 1.0 - max(0, step - constant_steps) / decay
-
-
-def epoch_schedule(epochs: int, decay_epochs: int, total_steps: int):
-    """The CycleGAN / CUT / F-LSeSim rule, once per epoch: ``1 - max(0, e + 1 - epochs) /
-    (decay_epochs + 1)`` for the 0-based epoch ``e`` (it never reaches 0). An epoch is
-    ``total_steps / (epochs + decay_epochs)`` steps, so a compressed run keeps the rule's shape.
-
-    >>> factor = epoch_schedule(2, 2, 40)  # 10 steps an epoch
-    >>> [round(factor(step), 3) for step in (0, 9, 10, 19, 20, 29, 30, 39)]
-    [1.0, 1.0, 1.0, 1.0, 0.667, 0.667, 0.333, 0.333]
-    """
-    length = total_steps / max(1, epochs + decay_epochs)
-    return lambda step: 1.0 - max(0, int(step // length) + 1 - epochs) / (decay_epochs + 1)
-
-
-def rng_state(query_rng: torch.Generator) -> dict:
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "python": list(random.getstate()[1]),
-        "python_version": random.getstate()[0],
-        "queries": query_rng.get_state(),
-    }
-
-
-def set_rng_state(state: dict, query_rng: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    random.setstate((state["python_version"], tuple(state["python"]), None))
-    query_rng.set_state(state["queries"])
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """``auto``: bf16 autocast on CUDA cards that support it, full precision elsewhere (CPUs
-    without bf16 matrix units run bf16 slower than fp32). Returns the autocast dtype or ``None``."""
-    if precision == "auto":
-        use = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if use else None
-    return torch.bfloat16 if precision == "bf16" else None
-
-
-def weight_dtype(precision: str) -> torch.dtype:
-    """The dtype of weights, optimizer states and input batches: float64 for ``fp64`` reference
-    runs, float32 otherwise (bf16 is autocast over float32 weights)."""
-    return torch.float64 if precision == "fp64" else torch.float32
-
-
-def _process_states(processes: Processes, query_rng: torch.Generator, method: TranslationMethod) -> list:
-    """Every process's RNG and image pool (collective: all processes call it)."""
-    pools = {name: pool.state_dict() for name, pool in method.pools.items()}
-    return processes.gather({"rng": rng_state(query_rng), "pools": pools})
-
-
-def _restore_process_state(
-    checkpoint: dict, processes: Processes, query_rng: torch.Generator, method: TranslationMethod, device
-) -> str | None:
-    """Restore this process's RNG and pool. With another number of processes than the checkpoint
-    had, the shared query RNG continues and per-process randomness is re-seeded from (seed, rank,
-    step); returns a note saying so."""
-    states = checkpoint["processes"]
-    if len(states) == processes.world_size:
-        for name, pool in method.pools.items():
-            pool.load_state_dict(states[processes.rank]["pools"][name], device)
-        set_rng_state(states[processes.rank]["rng"], query_rng)
-        return None
-    seed = checkpoint["config"]["train"]["seed"]
-    query_rng.set_state(states[0]["rng"]["queries"])
-    reseed = mix_seed(seed, processes.rank, checkpoint["step"])
-    torch.manual_seed(reseed)
-    random.seed(reseed)
-    for name, pool in method.pools.items():
-        method.pools[name] = type(pool)(pool.size, seed=mix_seed(reseed, len(name)))
-    return (
-        f"resumed with {processes.world_size} processes (the checkpoint had {len(states)}): weights, optimizers, "
-        "schedule, data order and query positions continue exactly; image pools start empty and "
-        "per-process randomness is re-seeded"
-    )
 
 
 def build_dataset(config: RunConfig) -> UnpairedImages:
@@ -206,7 +74,7 @@ def build_dataset(config: RunConfig) -> UnpairedImages:
 
 
 def build_method(config: RunConfig, device: torch.device, rank: int = 0) -> TranslationMethod:
-    """The method of ``config`` with its networks, content term and optimizers (on the CPU)."""
+    """The method of ``config`` with its networks, structure term and optimizers (on the CPU)."""
     t = config.train
     try:
         return METHODS[config.method](
@@ -242,7 +110,7 @@ def preflight(config: RunConfig) -> list[str]:
     if config.data.root is None and config.data.folder_a is None:
         raise ConfigError("no data: pass --data DIR (with trainA/ and trainB/) or set data.folder_a and data.folder_b")
     dataset = build_dataset(config)
-    device = pick_device(config.train.device)
+    device = pick_device(config.train.device, "train.device")
     method = build_method(config, torch.device("cpu"))
     parameters = {name: sum(p.numel() for p in m.parameters()) for name, m in method.trained_modules().items()}
     lines = [
@@ -271,13 +139,12 @@ def banner(
     device: torch.device,
     config: RunConfig,
     processes: int,
-    constant_steps: int,
-    total_steps: int,
+    plan: StepPlan,
 ) -> str:
     """What a run is about to do, in a few lines: folder, data, device, steps and lr schedule."""
     t = config.train
-    per_epoch = math.ceil(len(dataset) / t.batch_size)
-    scheduled = (t.epochs + t.decay_epochs) * per_epoch
+    per_epoch, scheduled = plan.steps_per_epoch, plan.scheduled_steps
+    constant_steps, total_steps = plan.constant_steps, plan.total_steps
     start = f"resumed at step {step}" if step else "new run"
     lines = [
         f"sesim: {run_dir} ({start}, method {config.method}, preset name {config.name})",
@@ -339,7 +206,7 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
         config = stored if config is None else config
         _check_same_run(stored, config)
     if config is None:
-        raise ValueError("train: give a config, or resume=RUN_DIR")
+        raise TypeError("train: give a config, or resume=RUN_DIR")
     if config.data.root is None and config.data.folder_a is None:
         raise ConfigError("no data: pass --data DIR (with trainA/ and trainB/) or set data.folder_a and data.folder_b")
     if resume is not None:
@@ -351,15 +218,20 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     processes, device_name = distributed.start(config.train.device)
     try:
-        return _train(config, checkpoint, resume, processes, pick_device(device_name))
+        return _train(config, checkpoint, resume, processes, pick_device(device_name, "train.device"))
     finally:
         distributed.stop(processes)
 
 
+def config_changes(stored: RunConfig, config: RunConfig) -> dict[str, tuple]:
+    """``{dotted key: (stored value, new value)}`` for every key where ``config`` differs."""
+    flat_stored, flat_new = _flatten(stored.model_dump(mode="json")), _flatten(config.model_dump(mode="json"))
+    return {key: (flat_stored.get(key), value) for key, value in flat_new.items() if flat_stored.get(key) != value}
+
+
 def _check_same_run(stored: RunConfig, config: RunConfig) -> None:
     """A resumed config may differ from the stored one only where a resume may change it."""
-    flat_stored, flat_new = _flatten(stored.model_dump(mode="json")), _flatten(config.model_dump(mode="json"))
-    changed = [key for key in flat_new if flat_new[key] != flat_stored.get(key) and key not in RESUMABLE]
+    changed = [key for key in config_changes(stored, config) if key not in RESUMABLE]
     if changed:
         raise ConfigError(f"{changed[0]}: cannot change when resuming; start a new run or use --init-from RUN_DIR")
 
@@ -385,213 +257,175 @@ def _check_data_is_here(config: RunConfig) -> None:
             )
 
 
-def _load_initial_weights(method: TranslationMethod, source: str) -> list[str]:
-    """Fine-tuning: copy the networks a checkpoint has into the new run's; returns the ones it lacked."""
-    document = load_checkpoint(source)
-    missing = []
-    for name, module in method.trained_modules().items():
-        if name not in document["networks"]:
-            missing.append(name)
-            continue
-        try:
-            module.load_state_dict(document["networks"][name])
-        except RuntimeError as error:
-            first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
-            raise CheckpointError(
-                f"train.init_from={source}: its {name} does not fit this config's ({first}); "
-                "use the same network settings (model.*) as the run you start from"
-            ) from None
-    return missing
+@dataclass
+class Run:
+    """Everything a run's steps use, made by :func:`set_up`."""
+
+    config: RunConfig
+    processes: Processes
+    device: torch.device
+    dtype: torch.dtype
+    layout: torch.memory_format
+    dataset: UnpairedImages
+    plan: StepPlan
+    method: TranslationMethod
+    schedulers: dict
+    query_rng: torch.Generator
 
 
-def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Processes, device: torch.device) -> Path:
-    t, log, d = config.train, config.log, config.data
+def set_up(config: RunConfig, processes: Processes, device: torch.device) -> Run:
+    """Seeds, data, step plan, the method with its networks and optimizers, lr schedulers."""
+    t = config.train
     if t.batch_size % processes.world_size:
-        raise ValueError(
+        raise ConfigError(
             f"train.batch_size={t.batch_size} is the global batch; it must be divisible by the "
             f"{processes.world_size} processes"
         )
-    local_batch = t.batch_size // processes.world_size
-
     # One seed governs data order, crops and query positions (shared by all processes); the
     # image pool and colour jitter draw from per-process seeds.
     torch.manual_seed(t.seed + processes.rank)
     random.seed(t.seed + processes.rank)
     query_rng = torch.Generator(device=device).manual_seed(t.seed)
-
     dataset = build_dataset(config)
-    steps_per_epoch = math.ceil(len(dataset) / t.batch_size)
-    scheduled = (t.epochs + t.decay_epochs) * steps_per_epoch
-    total_steps = t.max_steps or scheduled
-    # With max_steps, keep the preset's constant/decay proportion.
-    constant_steps = round(total_steps * t.epochs / max(1, t.epochs + t.decay_epochs))
-    if t.schedule == "epoch":
-        factor = epoch_schedule(t.epochs, t.decay_epochs, total_steps)
-    else:
-        factor = schedule(constant_steps, total_steps)
-
+    plan = plan_steps(t, len(dataset))
     dtype = weight_dtype(t.precision)
     method = build_method(config, device, processes.rank).to(device, dtype)
     nhwc = device.type == "cuda" if t.channels_last == "auto" else t.channels_last
     layout = torch.channels_last if nhwc else torch.contiguous_format
     method.to(memory_format=layout)
     schedulers = {
-        name: torch.optim.lr_scheduler.LambdaLR(optimizer, factor) for name, optimizer in method.optimizers.items()
+        name: torch.optim.lr_scheduler.LambdaLR(optimizer, plan.factor) for name, optimizer in method.optimizers.items()
     }
+    return Run(config, processes, device, dtype, layout, dataset, plan, method, schedulers, query_rng)
 
-    step, resume_note, notes = 0, None, []
-    if checkpoint is None and t.init_from:
-        missing = _load_initial_weights(method, t.init_from)
-        notes.append(
-            f"weights from {t.init_from}" + (f" (not in it, so fresh: {', '.join(missing)})" if missing else "")
-        )
-    if checkpoint is not None:
-        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
-        for name, module in method.trained_modules().items():
-            module.load_state_dict(checkpoint["networks"][name])
-        for name, optimizer in method.optimizers.items():
-            optimizer.load_state_dict(checkpoint["optimizers"][name])
-        for name, scheduler in schedulers.items():
-            scheduler.load_state_dict(checkpoint["schedulers"][name])
-        resume_note = _restore_process_state(checkpoint, processes, query_rng, method, device)
-        step = checkpoint["step"]
-        stored = _flatten(validate(checkpoint["config"], "stored config").model_dump(mode="json"))  # defaults filled
-        changes = [
-            f"{k}: {stored.get(k)} -> {v}"
-            for k, v in _flatten(config.model_dump(mode="json")).items()
-            if stored.get(k) != v
+
+def restore(run: Run, checkpoint: dict | None) -> tuple[int, list[str | None]]:
+    """A resumed run continues from ``checkpoint`` (weights, optimizers, schedules, randomness); a
+    new one may start from ``train.init_from``'s weights. Returns the step and notes for the user."""
+    config = run.config
+    if checkpoint is None:
+        if not config.train.init_from:
+            return 0, []
+        missing = load_initial_weights(run.method, config.train.init_from)
+        return 0, [
+            f"weights from {config.train.init_from}"
+            + (f" (not in it, so fresh: {', '.join(missing)})" if missing else "")
         ]
-        if changes:
-            notes.append("changed on resume: " + "; ".join(changes))
+    note = restore_training(checkpoint, run.method, run.schedulers, run.processes, run.query_rng, run.device)
+    stored = validate(checkpoint["config"], "stored config")  # defaults filled
+    changes = [f"{key}: {old} -> {new}" for key, (old, new) in config_changes(stored, config).items()]
+    return checkpoint["step"], [note, *(["changed on resume: " + "; ".join(changes)] if changes else [])]
 
-    if t.compile != "off":
-        for module in method.compile_targets():
-            module.compile(mode=t.compile)
-    method.distribute(lambda module: processes.wrap(module, device), processes.all_true)
 
-    validator = Validator(config.validation, device) if config.validation.every and processes.main else None
-    best = checkpoint.get("best") if checkpoint is not None else None
+def speed_up(run: Run) -> None:
+    """``train.compile``, then the gradient-carrying calls through DDP when distributed."""
+    if run.config.train.compile != "off":
+        for module in run.method.compile_targets():
+            module.compile(mode=run.config.train.compile)
+    run.method.distribute(lambda module: run.processes.wrap(module, run.device), run.processes.all_true)
 
-    def save(*names: str) -> None:
-        states = _process_states(processes, query_rng, method)  # every process takes part
-        if not processes.main:
-            return
-        payload = {
-            "config": config.model_dump(mode="json"),
-            "step": step,
-            "networks": {name: m.state_dict() for name, m in method.trained_modules().items()},
-            "optimizers": {name: o.state_dict() for name, o in method.optimizers.items()},
-            "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
-            "processes": states,
-            "best": best,
-        }
-        first = save_checkpoint(run_dir / "checkpoints" / names[0], payload)
-        for name in names[1:]:  # latest.pt: the same file, not a second copy
-            link_checkpoint(first, run_dir / "checkpoints" / name)
-        prune_checkpoints(run_dir / "checkpoints", log.keep_checkpoints)
 
-    loader = DataLoader(
-        dataset,
-        batch_size=local_batch,
+def data_loader(run: Run, step: int) -> DataLoader:
+    """Batches from ``step`` on, each process its share of the global batch."""
+    t, d, processes = run.config.train, run.config.data, run.processes
+    return DataLoader(
+        run.dataset,
+        batch_size=t.batch_size // processes.world_size,
         sampler=StepSampler(start=step * t.batch_size, rank=processes.rank, world_size=processes.world_size),
         num_workers=d.workers,
         persistent_workers=d.workers > 0,
         prefetch_factor=d.prefetch if d.workers > 0 else None,
-        pin_memory=device.type == "cuda",
+        pin_memory=run.device.type == "cuda",
         # Its own generator: creating the iterator must not consume the global RNG (exact resume).
         generator=torch.Generator().manual_seed(t.seed),
-        worker_init_fn=_own_process_group,
+        worker_init_fn=own_process_group,
     )
-    main, fresh = processes.main, checkpoint is None
-    if main and (fresh or notes):  # a new run's folder, or a resumed run's config as it now is
-        run_dir = new_run_dir(log.out_dir, config.name) if fresh else run_dir
-        (run_dir / "config.yaml").write_text(to_yaml(config))
-    run_dir = Path(str(processes.gather(str(run_dir) if main else None)[0]))
+
+
+def open_run_dir(run: Run, resume, fresh: bool, changed: bool) -> Path:
+    """A new numbered folder (or the resumed run's), with the config as it now is; every process
+    learns its path."""
+    main = run.processes.main
+    run_dir = None
+    if resume is not None:
+        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
+    if main and (fresh or changed):
+        run_dir = new_run_dir(run.config.log.out_dir, run.config.name) if fresh else run_dir
+        (run_dir / "config.yaml").write_text(to_yaml(run.config))
+    return Path(str(run.processes.gather(str(run_dir) if main else None)[0]))
+
+
+def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Processes, device: torch.device) -> Path:
+    run = set_up(config, processes, device)
+    step, notes = restore(run, checkpoint)
+    speed_up(run)
+    t, log, v, main, method = config.train, config.log, config.validation, processes.main, run.method
+    validator = Validator(v, device) if v.every and main else None
+    best = BestScore(
+        checkpoint.get("best") if checkpoint is not None else None,
+        higher_is_better=validator is not None and validator.metric.higher_is_better,
+    )
+    checkpointer = Checkpointer(config, method, run.schedulers, processes, run.query_rng)
+    loader = data_loader(run, step)
+    fresh, total = checkpoint is None, run.plan.total_steps
+    run_dir = open_run_dir(run, resume, fresh, changed=any(notes[1:]))
     logger = RunLogger(run_dir, tensorboard=log.tensorboard) if main else None
     if main:
-        print(banner(run_dir, step, dataset, device, config, processes.world_size, constant_steps, total_steps))
-    bar = tqdm(total=total_steps, initial=step, disable=not (log.progress and main), unit="step", dynamic_ncols=True)
-    for note in [resume_note, *notes] if main else []:
+        print(banner(run_dir, step, run.dataset, device, config, processes.world_size, run.plan))
+    bar = tqdm(total=total, initial=step, disable=not (log.progress and main), unit="step", dynamic_ncols=True)
+    for index, note in enumerate(notes if main else []):
         if note:
             bar.write(f"note: {note}", file=sys.stderr)
-            logger.event(step, "resumed" if note is resume_note else "note", note=note)
-    nonfinite_steps = 0
-    skipped_files: set[str] = set()
-    stops = _StopRequests()
-    started, budget = time.monotonic(), None if t.max_minutes is None else 60 * t.max_minutes
+            logger.event(step, "resumed" if index == 0 and checkpoint is not None else "note", note=note)
+    skipped, nonfinite = SkippedFiles(), NonFiniteBudget(t.max_nonfinite_steps)
+    stops, budget = StopRequests(), TimeBudget(t.max_minutes)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(t.deterministic or was_deterministic)
     try:
         with stops:
             for batch in loader:
-                if step >= total_steps:
+                if step >= total:
                     break
-                real_a = batch["a"].to(device, dtype, non_blocking=True, memory_format=layout)
-                real_b = batch["b"].to(device, dtype, non_blocking=True, memory_format=layout)
-                for path in (p for joined in batch["skipped"] for p in joined.split("\n") if p):
-                    if path not in skipped_files:
-                        skipped_files.add(path)
-                        bar.write(f"warning: skipped unreadable image {path}", file=sys.stderr)
-                        if main:
-                            logger.event(step + 1, "skipped_image", file=path, skipped_so_far=len(skipped_files))
+                real_a = batch["a"].to(device, run.dtype, non_blocking=True, memory_format=run.layout)
+                real_b = batch["b"].to(device, run.dtype, non_blocking=True, memory_format=run.layout)
+                for path in skipped.new(batch):
+                    bar.write(f"warning: skipped unreadable image {path}", file=sys.stderr)
+                    if main:
+                        logger.event(step + 1, "skipped_image", file=path, skipped_so_far=len(skipped.seen))
                 try:
-                    stats = method.training_step(real_a, real_b, query_rng)
+                    stats = method.training_step(real_a, real_b, run.query_rng)
                 except NonFiniteLoss as error:
-                    # No weight saw the bad loss (all processes skipped it together); record where
-                    # it came from and go on (or stop).
-                    nonfinite_steps += 1
+                    # No weight saw the bad loss (all processes skipped it together): record where it
+                    # came from and go on, or stop when there were too many.
                     files = [*batch["path_a"], *batch["path_b"]]
                     if main:
                         logger.event(step + 1, "non_finite_loss", loss=error.name, value=str(error.value), files=files)
                     bar.write(f"warning: step {step + 1}: {error}; files: {', '.join(files)}", file=sys.stderr)
-                    if nonfinite_steps > t.max_nonfinite_steps:
-                        raise TrainingStopped(
-                            f"{nonfinite_steps} steps with non-finite losses (train.max_nonfinite_steps="
-                            f"{t.max_nonfinite_steps}); last good checkpoint: {run_dir / 'checkpoints' / 'latest.pt'}"
-                        ) from None
+                    nonfinite.record(error, str(run_dir / "checkpoints" / "latest.pt"))
                     stats = None
-                for scheduler in schedulers.values():
+                for scheduler in run.schedulers.values():
                     scheduler.step()
                 step += 1
                 bar.update(1)
-                if stats is not None and (step % log.every == 0 or step == total_steps):
-                    # The only place a step's scalars reach the host.
-                    scalars = {f"loss/{k}": float(v) for k, v in processes.mean(stats).items()}
-                    scalars["lr"] = schedulers["generator"].get_last_lr()[0]
-                    if main:
-                        logger.log(step, scalars)
-                    bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in scalars.items() if k != "lr"})
-                if main and (step % log.sample_every == 0 or step == total_steps):
-                    with torch.no_grad():
-                        fake_b = method.generator(real_a)
-                    save_grid(run_dir / "samples" / f"step_{step:07d}.png", [real_a[:4], fake_b[:4], real_b[:4]])
-                    write_samples_page(run_dir, f"{config.name}: {run_dir.name}")
-                v = config.validation
-                if v.every and (step % v.every == 0 or step == total_steps):
-                    # Rank 0 scores the held-out split; every process learns whether it improved.
-                    value = validator(method.generator) if main else None
-                    improved = main and validator.better(value, best["value"] if best else None)
-                    value, improved = processes.gather((value, improved))[0]
-                    if main:
-                        logger.log(step, {f"val/{v.metric}": value})
-                    if improved:
-                        best = {"metric": v.metric, "value": value, "step": step}
-                        save("best.pt")
-                        if main:
-                            logger.event(step, "best", metric=v.metric, value=value)
+                if stats is not None and (step % log.every == 0 or step == total):
+                    log_scalars(run, logger, bar, step, stats)
+                if main and (step % log.sample_every == 0 or step == total):
+                    save_samples(run, run_dir, step, real_a, real_b)
+                if v.every and (step % v.every == 0 or step == total):
+                    if validate_and_keep_best(run, validator, best, logger, step):
+                        checkpointer.save(run_dir, step, best.best, "best.pt")
                 stop_now = processes.any_flag(stops.signal is not None)
                 # The wall-clock budget: every process stops at the same step (rank 0's clock decides).
-                spent = budget is not None and processes.any_flag(main and time.monotonic() - started >= budget)
-                if step % log.checkpoint_every == 0 or step == total_steps or stop_now or spent:
-                    save(f"step_{step:07d}.pt", "latest.pt")
+                spent = t.max_minutes is not None and processes.any_flag(main and budget.spent())
+                if step % log.checkpoint_every == 0 or step == total or stop_now or spent:
+                    checkpointer.save(run_dir, step, best.best, f"step_{step:07d}.pt", "latest.pt")
                 if stop_now:
                     raise Interrupted(run_dir, step)
-                if spent and step < total_steps:
+                if spent and step < total:
                     if main:
-                        minutes = (time.monotonic() - started) / 60
-                        logger.event(step, "time_budget", minutes=round(minutes, 2), max_minutes=t.max_minutes)
+                        logger.event(step, "time_budget", minutes=round(budget.minutes(), 2), max_minutes=t.max_minutes)
                         bar.write(
-                            f"note: train.max_minutes={t.max_minutes:g} spent at step {step} of {total_steps}; "
+                            f"note: train.max_minutes={t.max_minutes:g} spent at step {step} of {total}; "
                             f"checkpoint saved. Continue with: sesim train --resume {run_dir}",
                             file=sys.stderr,
                         )
@@ -610,17 +444,37 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
     return run_dir
 
 
-def load_generator(checkpoint_path: str | Path, device: torch.device | str = "cpu", document: dict | None = None):
-    """Rebuild the trained generator from a checkpoint's own config (no architecture flags).
-    ``document``: the checkpoint already loaded from ``checkpoint_path`` (read once, not twice)."""
-    document = load_checkpoint(checkpoint_path) if document is None else document
-    config = validate(document["config"], f"{checkpoint_path} (stored config)")
-    generator = build_generator(config.model.generator)
-    try:
-        generator.load_state_dict(document["networks"]["generator"])
-    except (KeyError, RuntimeError) as error:
-        raise CheckpointError(f"{checkpoint_path}: generator weights do not fit its config ({error})") from None
-    return generator.to(device).eval(), config
+def log_scalars(run: Run, logger: RunLogger | None, bar, step: int, stats: dict) -> None:
+    """The only place a step's scalars reach the host (averaged over processes)."""
+    scalars = {f"loss/{k}": float(v) for k, v in run.processes.mean(stats).items()}
+    scalars["lr"] = run.schedulers["generator"].get_last_lr()[0]
+    if logger is not None:
+        logger.log(step, scalars)
+    bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in scalars.items() if k != "lr"})
 
 
-__all__ = ["DeviceError", "load_generator", "pick_device", "train"]
+def save_samples(run: Run, run_dir: Path, step: int, real_a: torch.Tensor, real_b: torch.Tensor) -> None:
+    """A grid of this batch's real A | fake B | real B, and the run's samples page."""
+    with torch.no_grad():
+        fake_b = run.method.generator(real_a)
+    save_grid(run_dir / "samples" / f"step_{step:07d}.png", [real_a[:4], fake_b[:4], real_b[:4]])
+    write_samples_page(run_dir, f"{run.config.name}: {run_dir.name}")
+
+
+def validate_and_keep_best(run: Run, validator: Validator | None, best: BestScore, logger, step: int) -> bool:
+    """Rank 0 scores the held-out split; every process learns whether it improved (then the
+    caller saves ``best.pt``, every process taking part)."""
+    main, metric = run.processes.main, run.config.validation.metric
+    value = validator(run.method.generator) if main else None
+    improved = main and best.improves(value)
+    value, improved = run.processes.gather((value, improved))[0]
+    if main:
+        logger.log(step, {f"val/{metric}": value})
+    if improved:
+        best.update(metric, value, step)
+        if main:
+            logger.event(step, "best", metric=metric, value=value)
+    return improved
+
+
+__all__ = ["DeviceError", "Interrupted", "TrainingStopped", "preflight", "resume_config", "train"]

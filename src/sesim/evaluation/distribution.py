@@ -20,6 +20,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from sesim.backbones import build_backbone
 from sesim.backbones.weights import WeightsUnavailableError, hub_checkpoint_path, load_state_dict_file
+from sesim.errors import DataError
 from sesim.files import INCEPTION_FILE
 
 # torch-fidelity's port of the TensorFlow FID Inception (what torchmetrics uses).
@@ -84,7 +85,7 @@ def distribution_scores(
     fake_features = [cache(batch.to(device)) for batch in fake]
     n_real, n_fake = sum(len(f) for f in real_features), sum(len(f) for f in fake_features)
     if n_real < 2 or n_fake < 2:
-        raise ValueError(f"distribution metrics need at least 2 images per side, got {n_real} real and {n_fake} fake")
+        raise DataError(f"distribution metrics need at least 2 images per side, got {n_real} real and {n_fake} fake")
     subset = min(1000, n_real, n_fake)
     replay = _Replay(torch.cat(real_features), torch.cat(fake_features))
     fid = FrechetInceptionDistance(feature=replay, reset_real_features=True, normalize=False)

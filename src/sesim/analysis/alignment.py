@@ -24,7 +24,7 @@ from torchmetrics.functional.classification import binary_auroc
 
 from sesim.backbones import BACKBONES, DEFAULT_TAPS, build_backbone
 from sesim.data.images import DataError, list_images, load_rgb, to_tensor
-from sesim.losses import sample_query_ids, spatial_correlative_loss
+from sesim.losses import patch_nce_loss, sample_query_ids, spatial_correlative_loss
 
 Features = dict[str, Tensor]
 # A content distance between a source image and a candidate translation, given both images and
@@ -46,10 +46,8 @@ def patch_nce(source: Tensor, target: Tensor, ids: Tensor, temperature: float = 
     """InfoNCE of each source position against the target at all sampled positions (positive:
     the same position), on L2-normalised features; lower = more aligned."""
     s = F.normalize(source.flatten(2)[:, :, ids], dim=1).transpose(1, 2)  # (B, n, C)
-    t = F.normalize(target.flatten(2)[:, :, ids], dim=1)  # (B, C, n)
-    logits = (s @ t).flatten(0, 1) / temperature
-    labels = torch.arange(len(ids), device=logits.device).repeat(source.shape[0])
-    return F.cross_entropy(logits, labels)
+    t = F.normalize(target.flatten(2)[:, :, ids], dim=1).transpose(1, 2)
+    return patch_nce_loss(s, t, temperature)
 
 
 def build_distances(taps: tuple[str, ...], shapes: dict[str, tuple[int, int]], num_queries: int, window: int,
@@ -153,19 +151,20 @@ def analyze(
 
 
 def _heads_from_checkpoint(path: str | Path, backbone: str):
-    from sesim.config import validate
+    from sesim.checkpoint import load_checkpoint
+    from sesim.config import LossConfig, validate_section
+    from sesim.errors import CheckpointError
     from sesim.networks import SimilarityHeads
-    from sesim.training.checkpoint import CheckpointError, load_checkpoint
 
     document = load_checkpoint(path)
-    config = validate(document["config"], f"{path} (stored config)")
+    loss = validate_section(LossConfig, document["config"].get("loss", {}), f"{path} (stored config)", "loss")
     if "heads" not in document["networks"]:
         raise CheckpointError(f"{path}: no learned heads inside (train an LSeSim preset for them)")
-    if config.loss.backbone != backbone:
-        raise CheckpointError(f"{path}: its heads sit on {config.loss.backbone}, not --backbone {backbone}")
-    heads = SimilarityHeads({tap: BACKBONES[backbone].tap_channels[tap] for tap in config.loss.taps})
+    if loss.backbone != backbone:
+        raise CheckpointError(f"{path}: its heads sit on {loss.backbone}, not --backbone {backbone}")
+    heads = SimilarityHeads({tap: BACKBONES[backbone].tap_channels[tap] for tap in loss.taps})
     heads.load_state_dict(document["networks"]["heads"])
-    return heads.eval(), backbone, tuple(config.loss.taps)
+    return heads.eval(), backbone, tuple(loss.taps)
 
 
 def markdown(summary: dict) -> str:

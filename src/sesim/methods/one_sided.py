@@ -1,11 +1,13 @@
-"""One-sided unpaired translation with the spatially-correlative loss (Zheng, Cham, Cai, CVPR 2021).
+"""One-sided unpaired translation (``method: one_sided``): one generator A -> B, a PatchGAN, and a
+structure term; with the spatially-correlative loss it is the paper's (Zheng, Cham, Cai, CVPR 2021).
 
 FSeSim keeps content with similarity maps of fixed backbone features; LSeSim first trains
 small heads on those features contrastively, then uses the maps of the heads. Appearance comes
 from a PatchGAN under the least-squares objective. No cycle, no second generator.
 
-The content term is a switch (``loss.structure``): the same translator with CUT's PatchNCE is
-CUT / FastCUT, with a perceptual loss or with none it is the usual ablation baselines.
+The structure term is a switch (``loss.structure``): the same translator with CUT's PatchNCE is
+CUT / FastCUT, with a perceptual loss or with none it is the usual ablation baselines; so the
+method is named for its shape, not for one of its losses.
 """
 
 from __future__ import annotations
@@ -19,26 +21,10 @@ from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
 from sesim.losses import SpatialCorrelativeLoss
 from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
 from sesim.losses.precision import at_least_float32
-from sesim.methods.base import Frozen, NonFiniteLoss, Optimization, TranslationMethod
+from sesim.methods.base import Frozen, Optimization, TranslationMethod
 from sesim.methods.pool import ImagePool
 from sesim.methods.structure import build_structure_term
-from sesim.networks import PatchDiscriminator, ResnetGenerator
-from sesim.networks.munit import MultimodalGenerator
-from sesim.networks.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-
-
-def build_generator(config: GeneratorConfig) -> nn.Module:
-    if config.kind == "stylegan2":
-        return StyleGAN2Generator(ngf=config.ngf, blocks=config.blocks)
-    if config.kind == "munit":
-        return MultimodalGenerator(ngf=config.ngf, blocks=config.blocks, style_dim=config.style_dim)
-    return ResnetGenerator(ngf=config.ngf, blocks=config.blocks, antialias=config.antialias)
-
-
-def build_discriminator(config: DiscriminatorConfig) -> nn.Module:
-    if config.kind == "stylegan2":
-        return StyleGAN2Discriminator(ndf=config.ndf, layers=config.layers)
-    return PatchDiscriminator(ndf=config.ndf, layers=config.layers, antialias=config.antialias)
+from sesim.networks import build_discriminator, build_generator
 
 
 def rotate_180(images: Tensor) -> Tensor:
@@ -57,13 +43,13 @@ class HeadObjective(nn.Module):
         return self.structure.contrastive(source, target, other, query_rng, self.temperature)
 
 
-class SeSimTranslation(TranslationMethod):
+class OneSidedTranslation(TranslationMethod):
     """The one-sided translator and its training step.
 
     Args:
         generator, discriminator: network sections of the config.
-        loss: the content term (``structure`` switch; backbone, taps, window, learned heads ...).
-        weights: loss weights (``gan``, ``spatial`` for the content term, identity terms).
+        loss: the structure term (``structure`` switch; backbone, taps, window, learned heads ...).
+        weights: loss weights (``gan``, ``structure`` for the structure term, identity terms).
         optimization: learning rate, Adam betas, image-pool size, seed of the pool.
         check_finite, autocast: see :class:`~sesim.methods.base.TranslationMethod`.
     """
@@ -77,11 +63,11 @@ class SeSimTranslation(TranslationMethod):
     ) -> None:
         self.generator = build_generator(generator)
         self.discriminator = build_discriminator(discriminator)
-        self.term = build_structure_term(loss, self.generator)
+        self.structure = build_structure_term(loss, self.generator)
         self.augment = loss.augment
         self.flip_equivariance = loss.flip_equivariance
         self.jitter = v2.ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.3)
-        joint = self.term.joint_modules()
+        joint = self.structure.joint_modules()
         self.optimizers = {
             "generator": optimization.adam(self.generator, *joint.values()),
             "discriminator": optimization.adam(self.discriminator),
@@ -89,20 +75,17 @@ class SeSimTranslation(TranslationMethod):
         self.replicas = {"generator": self.generator, "discriminator": self.discriminator, **joint}
         if self.heads is not None:
             self.optimizers["heads"] = optimization.adam(self.heads)
-            self.replicas["heads"] = HeadObjective(self.term.structure, loss.temperature)
+            self.replicas["heads"] = HeadObjective(self.structure.loss, loss.temperature)
         self.pools = {"fake_b": ImagePool(optimization.pool_size, seed=optimization.seed)}
 
     @property
     def heads(self) -> nn.Module | None:
-        return self.term.heads
+        return self.structure.heads
 
     def distribute(self, wrap, all_ranks_true) -> None:
         super().distribute(wrap, all_ranks_true)
         if "projector" in self.replicas:
-            self.term.use_replica(self.replicas["projector"])
-
-    def compile_targets(self) -> list[nn.Module]:
-        return [self.generator, self.discriminator, *self.term.compile_targets()]
+            self.structure.use_replica(self.replicas["projector"])
 
     def _jitter(self, images: Tensor) -> Tensor:
         """Colour jitter of ``[-1, 1]`` images, done on the ``[0, 1]`` scale."""
@@ -123,7 +106,7 @@ class SeSimTranslation(TranslationMethod):
         """``G(A)`` (and ``G(B)`` for identity terms) in one call, and whether the inputs were
         mirrored. With flip equivariance (FastCUT, as CUT defines it), half the steps feed G the
         mirrored images; the translations stay as G made them (the discriminator sees
-        ``G(flip(A))``) and the content term mirrors the translation's features back."""
+        ``G(flip(A))``) and the structure term mirrors the translation's features back."""
         # The global CPU generator: per process, saved in checkpoints, so resuming stays exact.
         flipped = self.flip_equivariance and bool(torch.rand(()) < 0.5)
         images = real_a if real_b is None else torch.cat([real_a, real_b])
@@ -141,7 +124,7 @@ class SeSimTranslation(TranslationMethod):
         forward = self.forward_context(real_a.device)
         with forward:
             fake_b, identity_b, flipped = self.translate_for_training(
-                real_a, real_b if (w.identity_l1 or w.identity_spatial) else None
+                real_a, real_b if (w.identity_l1 or w.identity_structure) else None
             )
         stats: dict[str, Tensor] = {}
 
@@ -166,28 +149,25 @@ class SeSimTranslation(TranslationMethod):
             self.optimizers["generator"].zero_grad(set_to_none=True)
             with forward:
                 loss_gan = g_lsgan_loss(self.discriminator(fake_b))
-                loss_spatial = self.term(real_a, fake_b, query_rng, flipped)
-                loss_g = w.gan * loss_gan + w.spatial * loss_spatial
+                loss_structure = self.structure(real_a, fake_b, query_rng, flipped)
+                loss_g = w.gan * loss_gan + w.structure * loss_structure
                 if identity_b is not None:
                     if w.identity_l1:
                         same_b = identity_b.flip(3) if flipped else identity_b
                         loss_identity_l1 = F.l1_loss(at_least_float32(same_b), real_b)
                         stats["identity_l1"] = loss_identity_l1.detach()
                         loss_g = loss_g + w.identity_l1 * loss_identity_l1
-                    if w.identity_spatial:
-                        loss_identity = self.term(real_b, identity_b, query_rng, flipped)
-                        stats["identity_spatial"] = loss_identity.detach()
-                        loss_g = loss_g + w.identity_spatial * loss_identity
+                    if w.identity_structure:
+                        loss_identity = self.structure(real_b, identity_b, query_rng, flipped)
+                        stats["identity_structure"] = loss_identity.detach()
+                        loss_g = loss_g + w.identity_structure * loss_identity
             self.update("generator", loss_g)
-        stats.update(g_gan=loss_gan.detach(), spatial=loss_spatial.detach(), g=loss_g.detach())
+        stats.update(g_gan=loss_gan.detach(), structure=loss_structure.detach(), g=loss_g.detach())
         return stats
 
     def trained_modules(self) -> dict[str, nn.Module]:
         """Every network with learned weights (the backbone is excluded: it is fixed)."""
-        modules = {"generator": self.generator, "discriminator": self.discriminator, **self.term.joint_modules()}
+        modules = {"generator": self.generator, "discriminator": self.discriminator, **self.structure.joint_modules()}
         if self.heads is not None:
             modules["heads"] = self.heads
         return modules
-
-
-__all__ = ["NonFiniteLoss", "Optimization", "SeSimTranslation", "build_discriminator", "build_generator"]

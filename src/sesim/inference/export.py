@@ -18,15 +18,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from sesim import __version__
+from sesim.checkpoint import load_checkpoint
 from sesim.data.images import load_rgb, to_tensor
-from sesim.training.checkpoint import load_checkpoint
-from sesim.training.loop import load_generator
-from sesim.translate import translate_tensor
+from sesim.errors import ExportError
+from sesim.inference.loading import load_generator
+from sesim.inference.translate import MIN_SIZE, translate_tensor
 
 FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
 
-
-MIN_SIDE = 8  # reflection padding needs the generator's quarter-resolution maps to be at least 2 wide
+MIN_SIDE = MIN_SIZE  # reflection padding needs the generator's quarter-resolution maps to be at least 2 wide
 
 
 class AnySize(nn.Module):
@@ -42,8 +42,8 @@ class AnySize(nn.Module):
         return self.generator(padded)[:, :, :height, :width]
 
 
-def metadata(config, step: int) -> dict[str, str]:
-    """What a deployment needs to know about the exported generator."""
+def metadata(config: dict, step: int) -> dict[str, str]:
+    """What a deployment needs to know about the exported generator (``config``: the stored run config)."""
     return {
         "producer": "sesim",
         "sesim_version": __version__,
@@ -52,16 +52,12 @@ def metadata(config, step: int) -> dict[str, str]:
         "channel_order": "RGB",
         "layout": "NCHW",
         "value_range": "[-1, 1]",
-        "method": config.method,
-        "preset": config.name,
-        "content_term": config.loss.structure,
-        "direction": config.data.direction,
+        "method": str(config.get("method")),
+        "preset": str(config.get("name")),
+        "structure_term": str(config.get("loss", {}).get("structure")),
+        "direction": str(config.get("data", {}).get("direction")),
         "trained_steps": str(step),
     }
-
-
-class ExportError(ValueError):
-    """The export cannot be done as asked (format, missing package); the message says what to do."""
 
 
 def export_format(output: str | Path) -> str:
@@ -135,8 +131,8 @@ def export_generator(checkpoint: str | Path, output: str | Path, check_image: st
     output = Path(output)
     kind = export_format(output)
     document = load_checkpoint(checkpoint)
-    generator, config = load_generator(checkpoint, "cpu", document)
-    info = metadata(config, document["step"])
+    generator, _ = load_generator(checkpoint, "cpu", document)
+    info = metadata(document["config"], document["step"])
     if check_image is not None:
         images = to_tensor(load_rgb(check_image)).unsqueeze(0)
     else:

@@ -13,13 +13,11 @@ from typing import Any
 import torch
 
 from sesim import __version__
+from sesim.config import migrate_stored
+from sesim.errors import CheckpointError
 
 FORMAT = "sesim-checkpoint"
 FORMAT_VERSION = 2  # 2: per-process RNG and image pools under "processes"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used; the message names the file and the reason."""
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -152,9 +150,8 @@ def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, An
     if document.get("format_version") == 1:  # one process's RNG and pool at the top level
         document["processes"] = [{"rng": document.pop("rng"), "pools": {"fake_b": document.pop("pool")}}]
         document["format_version"] = FORMAT_VERSION
-    train = document.get("config", {}).get("train")
-    if isinstance(train, dict) and "schedule" not in train:  # written before train.schedule: per-step decay
-        train["schedule"] = "step"
+    if isinstance(document.get("config"), dict):  # key names of earlier versions -> today's
+        migrate_stored(document["config"])
     if document.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {document.get('format_version')}; this SeSim reads 1 and {FORMAT_VERSION}"

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from sesim.backbones.weights import WeightsUnavailableError, hub_checkpoint_path, load_state_dict_file
+from sesim.errors import DataError
 
 # torchvision's file for each LPIPS backbone (torchmetrics loads it through torchvision).
 LPIPS_FILES = {
@@ -82,7 +83,7 @@ def group_by_input(paths: list[Path]) -> dict[str, list[Path]]:
 def lpips_diversity(groups: dict[str, list[Tensor]], score: Callable[[Tensor, Tensor], Tensor]) -> dict[str, float]:
     """Mean over inputs of the mean pairwise ``score`` among that input's outputs (``(3, H, W)`` each)."""
     if not groups:
-        raise ValueError("LPIPS diversity needs at least one input with 2 or more outputs (files NAME_s0, NAME_s1 ...)")
+        raise DataError("LPIPS diversity needs at least one input with 2 or more outputs (files NAME_s0, NAME_s1 ...)")
     per_input = []
     for outputs in groups.values():
         pairs = list(combinations(outputs, 2))

@@ -18,8 +18,8 @@ from torch import nn
 
 from sesim.backbones.weights import WeightsUnavailableError, load_state_dict_file
 from sesim.data.images import DataError, list_images, load_rgb, to_tensor
-from sesim.metrics.segmentation import confusion, match_key, scores, segment, train_ids
-from sesim.networks.drn import DRNSegmenter
+from sesim.evaluation.drn import DRNSegmenter
+from sesim.evaluation.segmentation import confusion, match_key, scores, segment, train_ids
 
 
 def load_segmenter(path: str | Path) -> DRNSegmenter:

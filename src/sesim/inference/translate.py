@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +10,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from sesim.data.images import IMAGE_EXTENSIONS, DataError, list_images, load_rgb, to_image, to_tensor
-from sesim.tiling import auto_tile, available_memory, bytes_per_pixel, count_tiles, fit_tile, translate_tiled
+from sesim.data.images import (
+    IMAGE_EXTENSIONS,
+    DataError,
+    list_images,
+    load_rgb,
+    same_size_batches,
+    to_image,
+    to_tensor,
+)
+from sesim.inference.tiling import auto_tile, available_memory, bytes_per_pixel, count_tiles, fit_tile, translate_tiled
 
 # The generator's reflection pads need at least 2 pixels at quarter resolution.
 MIN_SIZE = 8
@@ -143,7 +150,7 @@ def translate_paths(
     Output names: see :func:`plan_outputs`; an output that is an input file or lies inside the
     input folder is refused unless ``overwrite``. ``tile``: ``None`` translates whole images
     unless the memory estimate says one would not fit (then tiles of a size that does), ``0``
-    always whole, ``N`` in ``N x N`` tiles (:func:`sesim.tiling.translate_tiled`) for any image
+    always whole, ``N`` in ``N x N`` tiles (:func:`sesim.inference.tiling.translate_tiled`) for any image
     larger than that. ``progress``: a bar over images and tiles (``None``: on a terminal only).
     ``notes`` collects what the caller should tell the user (renamed outputs, automatic tiling).
     """
@@ -164,7 +171,8 @@ def translate_paths(
     codes = [None] if styles is None else list(styles)
     written: list[Path] = []
     bar = tqdm(total=len(jobs), unit="image", disable=None if progress is None else not progress, leave=False)
-    for group in _same_size_groups(jobs, batch_size):
+    images_in_order = ((job, load_rgb(job.source)) for job in jobs)
+    for group in same_size_batches(images_in_order, lambda item: item[1].size, batch_size):
         width, height = group[0][1].size
         side, parts = tile or 0, [group]
         fitting = auto_tile(height * width, free, per_pixel) if tile is None else None
@@ -217,15 +225,3 @@ def _translate_batch(generator, images, autocast, style, tile: int, overlap, bar
             f"translating {name} ({width}x{height}) ran out of memory; translate it in tiles: --tile {smaller}"
             + (" (or smaller), or --batch-size 1" if len(images) > 1 else " (or smaller)")
         ) from None
-
-
-def _same_size_groups(jobs: Iterable[Job], batch_size: int):
-    group: list = []
-    for job in jobs:
-        image = load_rgb(job.source)
-        if group and (image.size != group[0][1].size or len(group) == batch_size):
-            yield group
-            group = []
-        group.append((job, image))
-    if group:
-        yield group

@@ -9,11 +9,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from sesim.data.images import load_rgb, to_image, to_tensor
+from sesim.checkpoint import load_checkpoint
+from sesim.config import LossConfig, validate_section
+from sesim.data.images import image_grid, load_rgb, to_image, to_tensor
+from sesim.errors import ConfigError
+from sesim.inference import load_generator
 from sesim.losses import self_similarity
 from sesim.methods.structure import build_structure_loss
-from sesim.training.checkpoint import load_checkpoint
-from sesim.training.loop import load_generator
 
 
 def similarity_overlay(
@@ -69,12 +71,13 @@ def visualize(
     of a row share one colour scale (the loss compares them), printed beside them.
     """
     document = load_checkpoint(checkpoint)
-    generator, config = load_generator(checkpoint, document=document)
-    structure = build_structure_loss(config.loss).eval()
+    generator, _ = load_generator(checkpoint, document=document)
+    loss = validate_section(LossConfig, document["config"].get("loss", {}), f"{checkpoint} (stored config)", "loss")
+    structure = build_structure_loss(loss).eval()
     if structure.heads is not None:  # LSeSim: the maps of the trained heads
         structure.heads.load_state_dict(document["networks"]["heads"])
     if size % 4 or size < 8:
-        raise ValueError(f"--size must be a multiple of 4 of at least 8, got {size}")
+        raise ConfigError(f"--size must be a multiple of 4 of at least 8, got {size}")
     original = load_rgb(image)
     width, height = fit_size(*original.size, size)
     source = to_tensor(original.resize((width, height), Image.BICUBIC))[None]
@@ -88,7 +91,7 @@ def visualize(
         ]  # fmt: skip
     bad = [p for p in points if not (0 <= p[0] < original.size[0] and 0 <= p[1] < original.size[1])]
     if bad:
-        raise ValueError(
+        raise ConfigError(
             f"--point {bad[0][0]},{bad[0][1]} lies outside the {original.size[0]}x{original.size[1]} image {image}"
         )
     scaled = [(x * width // original.size[0], y * height // original.size[1]) for x, y in points]
@@ -102,16 +105,11 @@ def visualize(
                 projected = structure.project(tap, feats[tap])
                 _, _, h, w = projected.shape
                 query = torch.tensor([min(h - 1, y * h // height) * w + min(w - 1, x * w // width)])
-                maps.append(self_similarity(projected, query, None, config.loss.normalize)[0, 0].view(h, w).numpy())
+                maps.append(self_similarity(projected, query, None, loss.normalize)[0, 0].view(h, w).numpy())
             low, high = min(float(m.min()) for m in maps), max(float(m.max()) for m in maps)
             tiles = [similarity_overlay(p, m, (x, y), low, high) for p, m in zip(pictures, maps, strict=True)]
             rows.append((tiles, colour_scale(height, low, high)))
-    bar_width = rows[0][1].size[0]
-    sheet = Image.new("RGB", (2 * width + bar_width, len(rows) * height), "white")
-    for r, (tiles, bar) in enumerate(rows):
-        for c, tile in enumerate(tiles):
-            sheet.paste(tile, (c * width, r * height))
-        sheet.paste(bar, (2 * width, r * height))
+    sheet = image_grid([[*tiles, bar] for tiles, bar in rows])
     draw = ImageDraw.Draw(sheet)
     for index, tap in enumerate(structure.taps):
         draw.text((4, index * len(points) * height + 4), f"{tap} (source | translation)", fill=(255, 255, 255))

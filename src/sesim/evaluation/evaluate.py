@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sesim.data.images import DataError, list_images, load_rgb, to_tensor
-from sesim.metrics.distribution import (
+from sesim.data.images import DataError, list_images, load_rgb, same_size_batches, to_tensor
+from sesim.errors import ConfigError
+from sesim.evaluation.distribution import (
     EfficientNetFeatures,
     distribution_scores,
     inception_network,
 )
-from sesim.metrics.diversity import group_by_input, lpips_diversity, lpips_scorer
-from sesim.metrics.paired import maps_protocol, psnr_ssim
+from sesim.evaluation.diversity import group_by_input, lpips_diversity, lpips_scorer
+from sesim.evaluation.paired import maps_protocol, psnr_ssim
 
 METRICS = ("fid", "fd_efficientnet", "paired", "lpips_diversity")
 
@@ -35,13 +36,7 @@ def load_folder(folder: str | Path, what: str) -> dict[str, np.ndarray]:
 
 def uint8_batches(images: Sequence[np.ndarray], batch_size: int = 32) -> Iterator[torch.Tensor]:
     """``(B, 3, H, W)`` uint8 batches; consecutive images of one size share a batch."""
-    group: list[np.ndarray] = []
-    for image in images:
-        if group and (image.shape != group[0].shape or len(group) == batch_size):
-            yield torch.from_numpy(np.stack(group)).permute(0, 3, 1, 2).contiguous()
-            group = []
-        group.append(image)
-    if group:
+    for group in same_size_batches(images, lambda image: image.shape, batch_size):
         yield torch.from_numpy(np.stack(group)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -100,9 +95,9 @@ def evaluate(
         metrics = ["fd_efficientnet"] + (["paired"] if paired_with else []) + (["fid"] if inception_weights else [])
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
-        raise ValueError(f"--metrics: unknown {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+        raise ConfigError(f"--metrics: unknown {', '.join(unknown)}; choose from {', '.join(METRICS)}")
     if "paired" in metrics and paired_with is None:
-        raise ValueError("--metrics paired needs --paired-with DIR (the ground truth, matched by file name)")
+        raise ConfigError("--metrics paired needs --paired-with DIR (the ground truth, matched by file name)")
     real_images, fake_images = load_folder(real, "--real"), load_folder(fake, "--fake")
     truth = None
     if "paired" in metrics:  # names and sizes first: no minutes of feature extraction before a mismatch
