@@ -212,6 +212,140 @@ def maps_gpu(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return mean, std
+
+
+STUDY_COLUMNS = {  # key -> (heading, format)
+    "layout_miou": ("layout mIoU", "{:.3f}"),
+    "colour_error_mean": ("colour error (RGB)", "{:.1f}"),
+    "lost_classes_per_image": ("classes lost / image", "{:.2f}"),
+    "rmse": ("RMSE", "{:.2f}"),
+    "accuracy_5": ("accuracy (< 5)", "{:.3f}"),
+    "psnr": ("PSNR (dB)", "{:.2f}"),
+    "ssim": ("SSIM", "{:.3f}"),
+    "fd_efficientnet": ("FD, EfficientNet-Lite0", "{:.1f}"),
+    "train_seconds": ("train s", "{:.0f}"),
+}
+
+
+LAYOUT_COLUMNS = ("layout_miou", "colour_error_mean", "lost_classes_per_image", "psnr", "ssim", "train_seconds")
+MAPS_COLUMNS = ("rmse", "accuracy_5", "psnr", "ssim", "fd_efficientnet", "train_seconds")
+
+
+def study_groups(result: dict) -> dict[str, dict[str, list[dict]]]:
+    """``{task: {method: [cells by seed]}}`` in the grid's order."""
+    groups: dict[str, dict[str, list[dict]]] = {}
+    for task in result.get("tasks", []):
+        groups[task["name"]] = {label: [] for label in task["cells"]}
+    for cell in result["cells"]:
+        groups.setdefault(cell["task"], {}).setdefault(cell["method"], []).append(cell)
+    return groups
+
+
+def study(result: dict) -> str:
+    """Per task: mean +- std over seeds of each score, the per-seed headline values, and which
+    methods differ from the best by more than the seed spread (their seed ranges do not overlap)."""
+    machine = result.get("machine", {})
+    lines = [
+        f"`benchmarks/study.py`, {machine.get('cpu')} ({machine.get('threads')} threads), torch "
+        f"{machine.get('torch')}; mean +- std over seeds (n), every cell trained and scored through `sesim train`, "
+        "`sesim translate` and `sesim eval`.",
+    ]
+    tasks = {task["name"]: task for task in result.get("tasks", [])}
+    for name, methods in study_groups(result).items():
+        task = tasks.get(name, {"metric": "psnr", "higher_is_better": True, "steps": "?"})
+        headline, higher = task["metric"], task["higher_is_better"]
+        present = [m for m, cells in methods.items() if cells]
+        if not present:
+            continue
+        wanted = LAYOUT_COLUMNS if name in ("layouts", "demo") else MAPS_COLUMNS
+        columns = [k for k in wanted if any(k in c for m in present for c in methods[m])]
+        means = {m: _mean_std([c[headline] for c in methods[m]])[0] for m in present}
+        best = (max if higher else min)(present, key=means.get)
+        lines += [
+            "",
+            f"**{name}** ({task.get('steps')} steps per cell; headline: {STUDY_COLUMNS[headline][0]}, "
+            f"{'higher' if higher else 'lower'} is better)",
+            "",
+            "| method | n | "
+            + " | ".join(STUDY_COLUMNS[k][0] for k in columns)
+            + f" | {STUDY_COLUMNS[headline][0]} per seed "
+            "| vs best |",
+            "|---|---|" + "---|" * len(columns) + "---|---|",
+        ]
+        best_values = [c[headline] for c in methods[best]]
+        for method in present:
+            cells = sorted(methods[method], key=lambda c: c["seed"])
+            row = [method, str(len(cells))]
+            for key in columns:
+                values = [c[key] for c in cells if key in c]
+                mean, std = _mean_std(values)
+                form = STUDY_COLUMNS[key][1]
+                row.append(f"{form.format(mean)} +- {form.format(std)}")
+            row.append(", ".join(f"{c['seed']}: {STUDY_COLUMNS[headline][1].format(c[headline])}" for c in cells))
+            values = [c[headline] for c in cells]
+            if method == best:
+                row.append("best")
+            elif len(values) < 2 or len(best_values) < 2:
+                row.append("(one seed)")
+            else:
+                apart = max(values) < min(best_values) if higher else min(values) > max(best_values)
+                row.append("worse beyond the seed spread" if apart else "within the seed spread")
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def study_picture(result: dict, path: Path) -> Path:
+    """Per task: the headline score of every seed (dots) and their mean (bar), per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = {name: {m: c for m, c in methods.items() if c} for name, methods in study_groups(result).items()}
+    groups = {name: methods for name, methods in groups.items() if methods}
+    tasks = {task["name"]: task for task in result.get("tasks", [])}
+    figure, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.8), squeeze=False)
+    for axis, (name, methods) in zip(axes[0], groups.items(), strict=True):
+        metric = tasks.get(name, {}).get("metric", "psnr")
+        labels = list(methods)
+        for x, label in enumerate(labels):
+            values = [c[metric] for c in methods[label]]
+            axis.bar(x, sum(values) / len(values), color="#9ab", width=0.6)
+            axis.scatter([x] * len(values), values, color="#234", zorder=3, s=14)
+        axis.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=8)
+        axis.set_title(f"{name}: {STUDY_COLUMNS[metric][0]}", fontsize=10)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def demo(result: dict) -> str:
+    """``sesim demo`` per seed: layout mIoU, per-class colour error, classes lost, wall time."""
+    runs = result["runs"]
+    names = list(runs[0]["colour_error"])
+    lines = [
+        f"`python benchmarks/demo_picture.py` ({result['machine']}, {result['date']}): `sesim demo` in a fresh "
+        "process per seed, wall time including start-up and data; colour error is the RGB distance of each class's "
+        "mean colour to the ground-truth rendering's; lost: test images on which the class took another's colour.",
+        "",
+        "| seed | steps | layout mIoU (untrained -> trained) | "
+        + " | ".join(f"{n} error / lost" for n in names)
+        + " | seconds |",
+        "|---|---|---|" + "---|" * len(names) + "---|",
+    ]
+    for run in runs:
+        cells = [f"{run['colour_error'][n]:.0f} / {run['lost'][n]}" for n in names]
+        lines.append(f"| {run['seed']} | {run['steps']} | {run['untrained']:.3f} -> {run['trained']:.3f} | "
+                     + " | ".join(cells) + f" | {run['command_seconds']:.0f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 TABLES = {
     "loss_cpu": ("loss_cpu", loss),
     "loss_gpu": ("loss_gpu", loss),
@@ -226,6 +360,10 @@ TABLES = {
     "startup_cpu": ("startup_cpu", startup),
     "translate_gpu": ("translate_gpu", translate),
     "maps_gpu": ("maps_gpu", maps_gpu),
+    "study_layouts_cpu": ("study_layouts_cpu", study),
+    "study_maps_cpu": ("study_maps_cpu", study),
+    "study_demo_cpu": ("study_demo_cpu", study),
+    "demo_cpu": ("demo_cpu", demo),
 }
 
 
@@ -245,7 +383,12 @@ def render(text: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--pictures", action="store_true", help="also draw docs/study_*.png from the study JSONs")
     args = parser.parse_args()
+    if args.pictures:
+        for name in ("study_layouts_cpu", "study_maps_cpu", "study_demo_cpu"):
+            if (result := _load(name)) is not None and result["cells"]:
+                print(f"wrote {study_picture(result, ROOT / 'docs' / f'{name}.png')}")
     stale = []
     for document in DOCUMENTS:
         text = document.read_text()

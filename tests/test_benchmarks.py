@@ -79,3 +79,30 @@ def test_loss_table_shows_the_revision_column_only_when_timed():
     del rows[1]["at_abc123_ms"]
     without = tables.loss({"machine": machine, "repeats": 3, "rows": rows})
     assert "abc123" not in without and "| 1 | global | 60.0 ms | 150.0 ms | 2.5x | 200.0 ms | 30.0 ms |" in without
+
+
+def test_study_cells_go_through_the_commands_and_a_rerun_continues(tmp_path):
+    """Two cells of the layouts study at 2 steps: each is appended as it finishes; running the same
+    grid again trains nothing; one more seed adds only its cell; a grid of another budget is refused."""
+    results, out = tmp_path / "study.json", tmp_path / "runs"
+    command = [sys.executable, str(BENCHMARKS / "study.py"), "layouts", "--steps", "2", "--results", str(results),
+               "--out", str(out), "--cells", "GAN alone", "FSeSim l1", "--seeds", "0"]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
+    import json
+
+    cells = json.loads(results.read_text())["cells"]
+    assert [(c["method"], c["seed"]) for c in cells] == [("GAN alone", 0), ("FSeSim l1", 0)]
+    for cell in cells:
+        assert 0 <= cell["layout_miou"] <= 1 and set(cell["colour_error"]) <= {"0", "1", "2", "3"}
+        assert cell["psnr"] > 0 and "loss/g" in cell["final_losses"]
+    import yaml
+
+    gan, l1 = (yaml.safe_load((Path(c["run_dir"]) / "config.yaml").read_text()) for c in cells)
+    assert gan["loss"]["structure"] == "none" and l1["loss"]["structure"] == "sesim" and l1["loss"]["mode"] == "l1"
+    assert gan["model"] == l1["model"] and gan["train"]["max_steps"] == l1["train"]["max_steps"] == 2  # equal budget
+    again = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
+    assert "2 of 2 cells done" in again.stderr and len(json.loads(results.read_text())["cells"]) == 2
+    listed = subprocess.run([*command[:-1], "0", "1", "--list"], check=True, capture_output=True, text=True, cwd=ROOT)
+    assert listed.stdout.count("todo") == 2 and listed.stdout.count("done") == 2
+    refused = subprocess.run([*command[:4], "3", *command[5:]], capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2 and "at 2 steps, not 3" in refused.stderr

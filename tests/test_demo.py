@@ -13,4 +13,8 @@ def test_demo_writes_report(tmp_path, capsys):
     assert {"untrained", "trained", "ground_truth"} <= set(summary) and summary["steps"] == 2
     assert 0.0 < summary["untrained"] <= 1.0 and summary["ground_truth"] > 0.8
     assert (run_dir / "report.png").is_file() and "report.png" in (run_dir / "report.html").read_text()
-    assert "layout mIoU" in capsys.readouterr().out
+    assert (run_dir / "losses.png").is_file() and "losses.png" in (run_dir / "report.html").read_text()
+    assert set(summary["colour_error"]) <= {"sand", "roofs", "grass", "water"} and summary["colour_error"]
+    assert all(0 <= n <= len(summary["per_image"]) for n in summary["lost"].values())
+    out = capsys.readouterr().out
+    assert "layout mIoU" in out and "colour error per class" in out

@@ -109,6 +109,16 @@ def _demo(args: argparse.Namespace) -> int:
         f"layout mIoU: untrained {summary['untrained']:.3f} -> trained {summary['trained']:.3f} "
         f"(ground truth {summary['ground_truth']:.3f}) in {summary['seconds']} s"
     )
+    lost = [f"{name} on {count}" for name, count in summary["lost"].items() if count]
+    print(
+        "colour error per class (RGB): "
+        + ", ".join(f"{name} {error:.0f}" for name, error in summary["colour_error"].items())
+        + (
+            f"; drawn in another class's colour: {', '.join(lost)} of {len(summary['per_image'])} images"
+            if lost
+            else "; no class lost"
+        )
+    )
     print(f"report: {run_dir / 'report.html'}")
     return 0
 

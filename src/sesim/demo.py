@@ -13,7 +13,7 @@ from PIL import Image
 
 from sesim.config import load_config
 from sesim.data.images import image_grid, list_images, load_rgb, to_image, to_tensor
-from sesim.data.synthetic import layout_iou, write_domains
+from sesim.data.synthetic import CLASS_NAMES, class_colours, layout_iou, write_domains
 from sesim.inference import load_generator, pick_device, translate_tensor
 from sesim.networks import build_generator
 from sesim.training.loop import train
@@ -23,6 +23,44 @@ def _score(generator, inputs: torch.Tensor, labels: list[np.ndarray]) -> tuple[t
     outputs = translate_tensor(generator, inputs)
     scores = [layout_iou(np.asarray(to_image(o)), lab) for o, lab in zip(outputs, labels, strict=True)]
     return outputs, scores
+
+
+def colour_scores(outputs: torch.Tensor, truth: torch.Tensor, labels: list[np.ndarray]) -> dict:
+    """Per class: the mean RGB distance of its drawn colour to the ground-truth rendering's, and on
+    how many images it was drawn in another class's colour (:func:`class_colours`)."""
+    errors: dict[str, list[float]] = {}
+    lost = dict.fromkeys(CLASS_NAMES, 0)
+    for output, target, label in zip(outputs, truth, labels, strict=True):
+        per_class, lost_here = class_colours(np.asarray(to_image(output)), np.asarray(to_image(target)), label)
+        for c, value in per_class.items():
+            errors.setdefault(CLASS_NAMES[c], []).append(value)
+        for c in lost_here:
+            lost[CLASS_NAMES[c]] += 1
+    return {
+        "colour_error": {name: round(float(np.mean(values)), 1) for name, values in errors.items()},
+        "lost": lost,  # images on which the class took another class's colour
+    }
+
+
+def loss_curves(run_dir: Path, path: Path) -> Path:
+    """The logged losses of the run against the step, one line each (from ``log.jsonl``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    records = [r for r in records if "loss/g" in r]
+    figure, axis = plt.subplots(figsize=(6, 3))
+    for key in sorted({k for r in records for k in r if k.startswith("loss/")}):
+        points = [(r["step"], r[key]) for r in records if key in r]
+        axis.plot(*zip(*points, strict=True), label=key.removeprefix("loss/"))
+    axis.set_xlabel("step")
+    axis.legend(fontsize=7, ncol=3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[str, ...] = ()) -> Path:
@@ -52,16 +90,25 @@ def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[s
     rows = [inputs.cpu(), before.cpu(), after.cpu(), truth]
     tiles = [[to_image(col[i]).resize((128, 128), Image.NEAREST) for col in rows] for i in range(len(test_files))]
     image_grid(tiles).save(run_dir / "report.png")
+    loss_curves(run_dir, run_dir / "losses.png")
     summary = {
         "metric": "layout mIoU (nearest-centroid segmentation of the output against the input's labels)",
         "untrained": float(np.mean(scores_before)),
         "trained": float(np.mean(scores_after)),
         "ground_truth": float(np.mean(scores_truth)),
+        "per_image": [round(s, 3) for s in scores_after],
+        **colour_scores(after.cpu(), truth, labels),
         "steps": config.train.max_steps,
+        "seed": config.train.seed,
         "seconds": round(time.time() - started, 1),
         "device": str(device),
     }
     (run_dir / "report.json").write_text(json.dumps(summary, indent=2))
+    colour_rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{error:.1f}</td><td>{summary['lost'][name]} of {len(test_files)}</td>"
+        "</tr>"
+        for name, error in summary["colour_error"].items()
+    )
     (run_dir / "report.html").write_text(
         "<!doctype html><meta charset='utf-8'><title>SeSim demo</title><h1>SeSim demo</h1>"
         "<p>Columns: input (flat layout) | untrained generator | trained generator | ground truth.</p>"
@@ -69,6 +116,11 @@ def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[s
         f"<tr><td>untrained</td><td>{summary['untrained']:.3f}</td></tr>"
         f"<tr><td>trained ({summary['steps']} steps)</td><td>{summary['trained']:.3f}</td></tr>"
         f"<tr><td>ground-truth rendering</td><td>{summary['ground_truth']:.3f}</td></tr></table>"
-        "<p><img src='report.png'></p><p><a href='index.html'>training samples</a></p>"
+        "<h2>Every class in its own colour?</h2><p>Distance (RGB, 0-255) of each class's mean colour in the "
+        "trained translation to the ground-truth rendering's, and on how many test images the class was drawn "
+        "nearer another class's colour.</p><table border=1 cellpadding=4><tr><th>class</th><th>colour error</th>"
+        f"<th>lost on</th></tr>{colour_rows}</table>"
+        "<p><img src='report.png'></p><h2>Losses</h2><p><img src='losses.png'></p>"
+        "<p><a href='index.html'>training samples</a></p>"
     )
     return run_dir
