@@ -60,3 +60,20 @@ def test_an_old_key_in_a_yaml_file_or_set_names_the_new_one(tmp_path, capsys):
     assert "weights.spatial: renamed; use weights.structure" in capsys.readouterr().err
     assert main(["train", "fsesim", "--data", str(tmp_path), "--set", "weights.identity_spatial=1", "--dry-run"]) == 2
     assert "--set weights.identity_spatial=1: renamed; use weights.identity_structure" in capsys.readouterr().err
+
+
+def test_an_old_fastcut_checkpoint_says_which_flip_it_continues_with(tmp_path, capsys):
+    data = tiny_data(tmp_path / "data")
+    run_dir = train(
+        tiny_config("fastcut", data, tmp_path / "runs", "train.max_steps=1", "loss.patchnce.taps=[input,block1]")
+    )
+    path = run_dir / "checkpoints" / "latest.pt"
+    assert load_checkpoint(path).get("written_format") is None  # written today: format 3, nothing to say
+    document = torch.load(path, weights_only=True)
+    document["format_version"] = 2
+    torch.save(document, path)
+    assert main(["info", str(run_dir)]) == 0
+    assert "checkpoint format 2" in capsys.readouterr().out
+    assert main(["train", "--resume", str(run_dir), "--set", "train.max_steps=2"]) == 0
+    assert "trained with the earlier FastCUT flip" in capsys.readouterr().err
+    assert load_checkpoint(path)["format_version"] == 3 and "written_format" not in load_checkpoint(path)

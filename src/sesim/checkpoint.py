@@ -17,7 +17,10 @@ from sesim.config import migrate_stored
 from sesim.errors import CheckpointError
 
 FORMAT = "sesim-checkpoint"
-FORMAT_VERSION = 2  # 2: per-process RNG and image pools under "processes"
+# 2: per-process RNG and image pools under "processes"; 3: the structure term's key names of
+# today's config, and FastCUT's flip as CUT defines it (D sees G(flip(A)); earlier checkpoints
+# trained with flip(G(flip(A))) seen by D: they load, and a resume says it continues with CUT's).
+FORMAT_VERSION = 3
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -147,14 +150,16 @@ def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, An
         raise CheckpointError(f"cannot load checkpoint {path}: {_load_failure(error)}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a SeSim checkpoint; {_WHERE}")
-    if document.get("format_version") == 1:  # one process's RNG and pool at the top level
+    written = document.get("format_version")
+    if written == 1:  # one process's RNG and pool at the top level
         document["processes"] = [{"rng": document.pop("rng"), "pools": {"fake_b": document.pop("pool")}}]
-        document["format_version"] = FORMAT_VERSION
+    if written in (1, 2):
+        document["format_version"], document["written_format"] = FORMAT_VERSION, written
     if isinstance(document.get("config"), dict):  # key names of earlier versions -> today's
         migrate_stored(document["config"])
     if document.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint format {document.get('format_version')}; this SeSim reads 1 and {FORMAT_VERSION}"
+            f"{path} has checkpoint format {document.get('format_version')}; this SeSim reads 1 to {FORMAT_VERSION}"
         )
     stored = document.get("config", {}).get("method")
     if method is not None and stored != method:

@@ -483,7 +483,8 @@ def _info(args: argparse.Namespace) -> int:
     if document.get("best"):
         best = document["best"]
         print(f"best: {best['metric']} {best['value']:.4g} at step {best['step']}")
-    print(f"written by: sesim {document.get('sesim_version', '?')}, checkpoint format {document.get('format_version')}")
+    written = document.get("written_format", document.get("format_version"))
+    print(f"written by: sesim {document.get('sesim_version', '?')}, checkpoint format {written}")
     if args.config:
         print(to_yaml(config), end="")
     return 0

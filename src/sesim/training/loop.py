@@ -314,7 +314,13 @@ def restore(run: Run, checkpoint: dict | None) -> tuple[int, list[str | None]]:
     note = restore_training(checkpoint, run.method, run.schedulers, run.processes, run.query_rng, run.device)
     stored = validate(checkpoint["config"], "stored config")  # defaults filled
     changes = [f"{key}: {old} -> {new}" for key, (old, new) in config_changes(stored, config).items()]
-    return checkpoint["step"], [note, *(["changed on resume: " + "; ".join(changes)] if changes else [])]
+    notes = [note, *(["changed on resume: " + "; ".join(changes)] if changes else [])]
+    if checkpoint.get("written_format", 3) < 3 and config.loss.flip_equivariance:
+        notes.append(
+            f"this checkpoint (format {checkpoint['written_format']}) was trained with the earlier FastCUT flip "
+            "(the discriminator saw flip(G(flip(A)))); it continues with CUT's (the discriminator sees G(flip(A)))"
+        )
+    return checkpoint["step"], notes
 
 
 def speed_up(run: Run) -> None:
