@@ -55,11 +55,10 @@ METHODS = {"FSeSim": "fsesim", "LSeSim": "lsesim", "CUT": "cut", "CycleGAN": "cy
 # Candidate recipes for `sesim demo` (the demo preset with these changes), chosen by their scores
 # here, not by hand; the budget is 5 minutes on a fresh 2-core machine, start-up included.
 DEMO_CANDIDATES = {
-    "400 steps (before)": (None, ["train.max_steps=400"]),
-    "1200 steps": (None, ["train.max_steps=1200"]),
-    "2400 steps": (None, ["train.max_steps=2400"]),
-    "2400 steps, lr 0.001": (None, ["train.max_steps=2400", "train.lr=0.001"]),
-    "1200 steps, ngf 32": (None, ["train.max_steps=1200", "model.generator.ngf=32", "model.discriminator.ndf=32"]),
+    "400 steps, lr 0.002 (before)": (None, ["train.max_steps=400", "train.lr=0.002"]),
+    "1200 steps, lr 0.0005": (None, ["train.max_steps=1200", "train.lr=0.0005"]),
+    "1200 steps, lr 0.001": (None, ["train.max_steps=1200", "train.lr=0.001"]),
+    "1800 steps, lr 0.0005": (None, ["train.max_steps=1800", "train.lr=0.0005"]),
 }
 # The paper's ablations on the synthetic task, as changes to FSeSim (fixed vs learned is FSeSim vs LSeSim).
 ABLATIONS = {
@@ -95,7 +94,7 @@ class Task:
 
 def tasks(steps: int | None) -> dict[str, list[Task]]:
     every_method = {label: (preset, []) for label, preset in METHODS.items()}
-    layouts = Task("layouts", "demo", [], steps or 400, "layout_miou", True, {**every_method, **ABLATIONS})
+    layouts = Task("layouts", "demo", [], steps or 600, "layout_miou", True, {**every_method, **ABLATIONS})
     maps_recipe = [*CPU_RECIPE, "data.preprocess=crop", "data.workers=2"]
     maps = [
         Task("maps aerial->map", "fsesim", [*maps_recipe, "data.direction=AtoB"], steps or 1000, "rmse", False,
@@ -193,7 +192,7 @@ def main() -> int:
     parser.add_argument("study", choices=["layouts", "maps", "demo"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
-        "--steps", type=int, help="training steps per cell (default: 400 layouts, 1000 maps; demo: each candidate's)"
+        "--steps", type=int, help="training steps per cell (default: 600 layouts, 1000 maps; demo: each candidate's)"
     )
     parser.add_argument("--cells", nargs="+", metavar="LABEL", help="only these methods/ablations")
     parser.add_argument("--maps", default="../shared/data/maps", help="the maps set (trainA/, trainB/)")

@@ -20,6 +20,18 @@ def test_synthetic_generator_is_deterministic(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
+def test_each_synthetic_class_has_its_own_shapes():
+    """What lets an unpaired translator tell the classes apart without colour cues: rivers (3) run
+    across the image, houses (1) are small, fields (2) are larger than houses."""
+    layouts = [render_layout(seed) for seed in range(40)]
+    rivers = [lab for lab in layouts if (lab == 3).any()]
+    assert 20 <= len(rivers) < 40  # most layouts have one
+    assert all(((lab == 3).any(axis=0)).mean() > 0.6 for lab in rivers)  # across the width (fields may cover it)
+    houses = np.mean([(lab == 1).sum() for lab in layouts])
+    fields = np.mean([(lab == 2).sum() for lab in layouts])
+    assert 0 < houses < fields
+
+
 def test_layout_metric_separates_kept_from_lost_layouts():
     labels = render_layout(3)
     kept = layout_iou(render_textured(labels, 3), labels)

@@ -1,7 +1,7 @@
 """A synthetic two-domain set with known ground truth, for the demo and tests.
 
-Domain A: flat label layouts (a background and up to three classes of rectangles and discs,
-each class one flat colour). Domain B: the same kind of layout *rendered*: per-class textures,
+Domain A: flat label layouts (sand, and houses, fields and a river, each class with its own
+shapes and one flat colour). Domain B: the same kind of layout *rendered*: per-class textures,
 smooth shading and noise. For any layout both renderings exist, so a translation A -> B can be
 scored against its ground truth; training sets use different layouts for A and B (unpaired).
 """
@@ -20,19 +20,27 @@ FLAT_COLOURS = np.array([[20, 20, 20], [230, 60, 50], [60, 200, 80], [70, 90, 24
 
 
 def render_layout(seed: int, size: int = 64) -> np.ndarray:
-    """``(size, size)`` integer labels ``0 .. NUM_CLASSES - 1``; a pure function of ``seed``."""
+    """``(size, size)`` integer labels ``0 .. NUM_CLASSES - 1``; a pure function of ``seed``.
+
+    Each class has its own shapes, as classes of real scenes do (and as an unpaired translator
+    needs, to tell which class of one domain is which of the other without colour cues): roofs
+    (1) are small rectangles, grass (2) rounded fields, water (3) a river across the image;
+    the rest is sand (0).
+    """
     rng = np.random.default_rng(seed)
     labels = np.zeros((size, size), dtype=np.int64)
-    rows, cols = np.mgrid[0:size, 0:size]
-    for _ in range(rng.integers(3, 7)):
-        label = int(rng.integers(1, NUM_CLASSES))
-        cy, cx = rng.uniform(0.1, 0.9, size=2) * size
-        ry, rx = rng.uniform(0.08, 0.25, size=2) * size
-        if rng.random() < 0.5:
-            mask = (np.abs(rows - cy) < ry) & (np.abs(cols - cx) < rx)
-        else:
-            mask = ((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 < 1
-        labels[mask] = label
+    rows, cols = np.mgrid[0:size, 0:size] / size
+    if rng.random() < 0.8:  # a river: a band of slowly varying height across the image
+        centre, width, wave = rng.uniform(0.2, 0.8), rng.uniform(0.06, 0.12), rng.uniform(0, 2 * np.pi)
+        labels[np.abs(rows - centre - 0.08 * np.sin(2 * np.pi * cols + wave)) < width] = 3
+    for _ in range(rng.integers(1, 3)):  # fields
+        cy, cx = rng.uniform(0.15, 0.85, size=2)
+        ry, rx = rng.uniform(0.12, 0.22, size=2)
+        labels[((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 < 1] = 2
+    for _ in range(rng.integers(2, 5)):  # houses
+        cy, cx = rng.uniform(0.1, 0.9, size=2)
+        ry, rx = rng.uniform(0.05, 0.1, size=2)
+        labels[(np.abs(rows - cy) < ry) & (np.abs(cols - cx) < rx)] = 1
     return labels
 
 
