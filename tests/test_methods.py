@@ -248,3 +248,16 @@ def test_cut_taps_are_cuts_layers(antialias):
                       "block1": (32, 8, 8), "block5": (32, 8, 8)}  # fmt: skip
     assert [generator.taps[t][0] for t in taps] == ([0, 4, 8, 12, 16] if antialias else [0, 4, 7, 10, 14])
     assert load_config("cut").loss.patchnce.taps == taps and load_config("fastcut").loss.patchnce.taps == taps
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_every_presets_patchnce_taps_exist_in_its_generator(preset):
+    """A preset's patchnce section must fit its own generator, so ``--set loss.structure=patchnce``
+    works on it (the demo's 3-block generator has no block5)."""
+    from sesim.networks import build_generator
+
+    config = load_config(preset)
+    if config.model.generator.kind != "resnet":
+        pytest.skip("PatchNCE taps the resnet generator's encoder")
+    generator = build_generator(config.model.generator)
+    assert generator.tap_channels(tuple(config.loss.patchnce.taps))
