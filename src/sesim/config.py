@@ -44,7 +44,8 @@ def registry(name: str) -> Mapping:
 
 
 class OneOf:
-    """Validator of a key into of the registry :func:`registry` names; the error lists the valid keys."""
+    """Validator of a value that must be a key of the registry :func:`registry` names; the error
+    lists the valid keys."""
 
     def __init__(self, registry: str) -> None:
         self.registry = registry
@@ -451,6 +452,16 @@ def validate_section(
         raise ConfigError(f"{source}: {where}: {message}{more}") from None
 
 
+def stored_section(model: type[Section], stored: dict[str, Any], prefix: str, source: str):
+    """One section of a checkpoint's stored config (``prefix`` such as ``model.generator``),
+    validated on its own: what a reader needs, without the registries of the rest (a generator
+    is rebuilt without importing any training method)."""
+    data: Any = stored
+    for key in prefix.split("."):
+        data = data.get(key, {}) if isinstance(data, dict) else {}
+    return validate_section(model, data, f"{source} (stored config)", prefix)
+
+
 def validate(data: dict[str, Any], source: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Validate a whole run config (see :func:`validate_section`)."""
     return validate_section(RunConfig, data, source, "", overrides)
@@ -539,8 +550,8 @@ def reference_markdown() -> str:
                 nested.append((name, annotation))
                 continue
             default = json.dumps(field.default) if field.default is not None else "null"
-            registry = next((m.func for m in field.metadata if isinstance(getattr(m, "func", None), OneOf)), None)
-            kind = " \\| ".join(registry.choices()) if registry else _type_name(annotation).replace("|", "\\|")
+            choice = next((m.func for m in field.metadata if isinstance(getattr(m, "func", None), OneOf)), None)
+            kind = " \\| ".join(choice.choices()) if choice else _type_name(annotation).replace("|", "\\|")
             rows.append(f"| `{prefix}{name}` | `{kind}` | `{default}` | {field.description or ''} |")
         if rows:
             title = prefix.rstrip(".") or "top level"

@@ -152,12 +152,12 @@ def analyze(
 
 def _heads_from_checkpoint(path: str | Path, backbone: str):
     from sesim.checkpoint import load_checkpoint
-    from sesim.config import LossConfig, validate_section
+    from sesim.config import LossConfig, stored_section
     from sesim.errors import CheckpointError
     from sesim.networks import SimilarityHeads
 
     document = load_checkpoint(path)
-    loss = validate_section(LossConfig, document["config"].get("loss", {}), f"{path} (stored config)", "loss")
+    loss = stored_section(LossConfig, document["config"], "loss", str(path))
     if "heads" not in document["networks"]:
         raise CheckpointError(f"{path}: no learned heads inside (train an LSeSim preset for them)")
     if loss.backbone != backbone:

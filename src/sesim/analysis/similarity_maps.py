@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from sesim.checkpoint import load_checkpoint
-from sesim.config import LossConfig, validate_section
+from sesim.config import LossConfig, stored_section
 from sesim.data.images import image_grid, load_rgb, to_image, to_tensor
 from sesim.errors import ConfigError
 from sesim.inference import load_generator
@@ -72,7 +72,7 @@ def visualize(
     """
     document = load_checkpoint(checkpoint)
     generator, _ = load_generator(checkpoint, document=document)
-    loss = validate_section(LossConfig, document["config"].get("loss", {}), f"{checkpoint} (stored config)", "loss")
+    loss = stored_section(LossConfig, document["config"], "loss", str(checkpoint))
     structure = build_structure_loss(loss).eval()
     if structure.heads is not None:  # LSeSim: the maps of the trained heads
         structure.heads.load_state_dict(document["networks"]["heads"])

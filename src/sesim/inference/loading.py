@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from sesim.checkpoint import load_checkpoint
-from sesim.config import GeneratorConfig, validate_section
+from sesim.config import GeneratorConfig, stored_section
 from sesim.errors import CheckpointError, DeviceError
 from sesim.networks import build_generator
 
@@ -62,8 +62,7 @@ def load_generator(
     """Rebuild the trained generator from a checkpoint's own config (no architecture flags), in
     eval mode on ``device``. ``document``: the checkpoint already read from ``checkpoint_path``."""
     document = load_checkpoint(checkpoint_path) if document is None else document
-    section = document["config"].get("model", {}).get("generator", {})
-    config = validate_section(GeneratorConfig, section, f"{checkpoint_path} (stored config)", "model.generator")
+    config = stored_section(GeneratorConfig, document["config"], "model.generator", str(checkpoint_path))
     generator = build_generator(config)
     try:
         generator.load_state_dict(document["networks"]["generator"])

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, WeightsConfig
 from sesim.methods.pool import ImagePool
+from sesim.methods.structure import StructureTerm
 
 
 class NonFiniteLoss(ArithmeticError):
@@ -53,6 +54,7 @@ class TranslationMethod(nn.Module):
     """
 
     generator: nn.Module  # A -> B: samples, translate, export
+    structure: StructureTerm  # the structure term of the generator's objective (loss.structure)
 
     def __init__(
         self,
@@ -105,9 +107,8 @@ class TranslationMethod(nn.Module):
 
     def compile_targets(self) -> list[nn.Module]:
         """Modules ``train.compile`` compiles: every trained network, and the fixed feature
-        extractors of the structure term (``self.structure``, when the method has one)."""
-        frozen = self.structure.frozen_modules() if hasattr(self, "structure") else []
-        return [*self.trained_modules().values(), *frozen]
+        extractors of the structure term."""
+        return [*self.trained_modules().values(), *self.structure.frozen_modules()]
 
     def training_step(self, real_a: Tensor, real_b: Tensor, query_rng: torch.Generator | None = None) -> dict:
         raise NotImplementedError

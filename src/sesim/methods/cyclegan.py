@@ -30,7 +30,7 @@ class CycleGAN(TranslationMethod):
     Generator objective (both directions)::
 
         gan * (L_GAN(G_AB) + L_GAN(G_BA)) + cycle * (|G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b|)
-        + identity_l1 * (|G_AB(b) - b| + |G_BA(a) - a|) + structure * (L_s(a, G_AB(a)) + L_c(b, G_BA(b)))
+        + identity_l1 * (|G_AB(b) - b| + |G_BA(a) - a|) + structure * (L_s(a, G_AB(a)) + L_s(b, G_BA(b)))
 
     ``identity_l1`` is an absolute weight (CycleGAN's 0.5 x lambda = 5 with cycle 10).
     """

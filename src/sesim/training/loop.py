@@ -11,6 +11,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader
@@ -200,11 +201,13 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
             same directory (with any number of processes).
         checkpoint: the loaded checkpoint of ``resume``, when the caller already has it.
     """
+    changes: dict[str, tuple] = {}
     if resume is not None:
         checkpoint = checkpoint if checkpoint is not None else load_checkpoint(resume)
         stored = validate(checkpoint["config"], f"{resume} (stored config)")
         config = stored if config is None else config
-        _check_same_run(stored, config)
+        changes = config_changes(stored, config)
+        _check_same_run(changes)
     if config is None:
         raise TypeError("train: give a config, or resume=RUN_DIR")
     if config.data.root is None and config.data.folder_a is None:
@@ -218,7 +221,7 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     processes, device_name = distributed.start(config.train.device)
     try:
-        return _train(config, checkpoint, resume, processes, pick_device(device_name, "train.device"))
+        return _train(config, checkpoint, changes, resume, processes, pick_device(device_name, "train.device"))
     finally:
         distributed.stop(processes)
 
@@ -229,9 +232,9 @@ def config_changes(stored: RunConfig, config: RunConfig) -> dict[str, tuple]:
     return {key: (flat_stored.get(key), value) for key, value in flat_new.items() if flat_stored.get(key) != value}
 
 
-def _check_same_run(stored: RunConfig, config: RunConfig) -> None:
+def _check_same_run(changes: dict[str, tuple]) -> None:
     """A resumed config may differ from the stored one only where a resume may change it."""
-    changed = [key for key in config_changes(stored, config) if key not in RESUMABLE]
+    changed = [key for key in changes if key not in RESUMABLE]
     if changed:
         raise ConfigError(f"{changed[0]}: cannot change when resuming; start a new run or use --init-from RUN_DIR")
 
@@ -299,28 +302,34 @@ def set_up(config: RunConfig, processes: Processes, device: torch.device) -> Run
     return Run(config, processes, device, dtype, layout, dataset, plan, method, schedulers, query_rng)
 
 
-def restore(run: Run, checkpoint: dict | None) -> tuple[int, list[str | None]]:
-    """A resumed run continues from ``checkpoint`` (weights, optimizers, schedules, randomness); a
-    new one may start from ``train.init_from``'s weights. Returns the step and notes for the user."""
+class Restored(NamedTuple):
+    """Where a run starts, and what to tell the user about it."""
+
+    step: int
+    resumed: str | None  # a resume with another number of processes: what continues exactly
+    notes: list[str]
+
+
+def restore(run: Run, checkpoint: dict | None, changes: dict[str, tuple]) -> Restored:
+    """A resumed run continues from ``checkpoint`` (weights, optimizers, schedules, randomness),
+    ``changes`` being its config's differences to the stored one; a new one may start from
+    ``train.init_from``'s weights."""
     config = run.config
     if checkpoint is None:
         if not config.train.init_from:
-            return 0, []
+            return Restored(0, None, [])
         missing = load_initial_weights(run.method, config.train.init_from)
-        return 0, [
-            f"weights from {config.train.init_from}"
-            + (f" (not in it, so fresh: {', '.join(missing)})" if missing else "")
-        ]
-    note = restore_training(checkpoint, run.method, run.schedulers, run.processes, run.query_rng, run.device)
-    stored = validate(checkpoint["config"], "stored config")  # defaults filled
-    changes = [f"{key}: {old} -> {new}" for key, (old, new) in config_changes(stored, config).items()]
-    notes = [note, *(["changed on resume: " + "; ".join(changes)] if changes else [])]
+        fresh = f" (not in it, so fresh: {', '.join(missing)})" if missing else ""
+        return Restored(0, None, [f"weights from {config.train.init_from}{fresh}"])
+    resumed = restore_training(checkpoint, run.method, run.schedulers, run.processes, run.query_rng, run.device)
+    notes = ["changed on resume: " + "; ".join(f"{k}: {old} -> {new}" for k, (old, new) in changes.items())]
+    notes = notes if changes else []
     if checkpoint.get("written_format", 3) < 3 and config.loss.flip_equivariance:
         notes.append(
             f"this checkpoint (format {checkpoint['written_format']}) was trained with the earlier FastCUT flip "
             "(the discriminator saw flip(G(flip(A)))); it continues with CUT's (the discriminator sees G(flip(A)))"
         )
-    return checkpoint["step"], notes
+    return Restored(checkpoint["step"], resumed, notes)
 
 
 def speed_up(run: Run) -> None:
@@ -361,9 +370,11 @@ def open_run_dir(run: Run, resume, fresh: bool, changed: bool) -> Path:
     return Path(str(run.processes.gather(str(run_dir) if main else None)[0]))
 
 
-def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Processes, device: torch.device) -> Path:
+def _train(
+    config: RunConfig, checkpoint: dict | None, changes: dict, resume, processes: Processes, device: torch.device
+) -> Path:
     run = set_up(config, processes, device)
-    step, notes = restore(run, checkpoint)
+    step, resumed, notes = restore(run, checkpoint, changes)
     speed_up(run)
     t, log, v, main, method = config.train, config.log, config.validation, processes.main, run.method
     validator = Validator(v, device) if v.every and main else None
@@ -374,15 +385,15 @@ def _train(config: RunConfig, checkpoint: dict | None, resume, processes: Proces
     checkpointer = Checkpointer(config, method, run.schedulers, processes, run.query_rng)
     loader = data_loader(run, step)
     fresh, total = checkpoint is None, run.plan.total_steps
-    run_dir = open_run_dir(run, resume, fresh, changed=any(notes[1:]))
+    run_dir = open_run_dir(run, resume, fresh, changed=bool(changes))
     logger = RunLogger(run_dir, tensorboard=log.tensorboard) if main else None
     if main:
         print(banner(run_dir, step, run.dataset, device, config, processes.world_size, run.plan))
     bar = tqdm(total=total, initial=step, disable=not (log.progress and main), unit="step", dynamic_ncols=True)
-    for index, note in enumerate(notes if main else []):
+    for kind, note in [("resumed", resumed), *(("note", note) for note in notes)] if main else []:
         if note:
             bar.write(f"note: {note}", file=sys.stderr)
-            logger.event(step, "resumed" if index == 0 and checkpoint is not None else "note", note=note)
+            logger.event(step, kind, note=note)
     skipped, nonfinite = SkippedFiles(), NonFiniteBudget(t.max_nonfinite_steps)
     stops, budget = StopRequests(), TimeBudget(t.max_minutes)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
