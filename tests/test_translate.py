@@ -1,7 +1,8 @@
-"""`sesim translate` never destroys an input or overwrites one translation with another, and
-translates images of any size (in tiles when they would not fit)."""
+"""`sesim translate` never destroys an input or an existing file, nor overwrites one translation with
+another, and translates images of any size (in tiles when they would not fit)."""
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -66,6 +67,23 @@ def test_overwrite_is_explicit(tmp_path, checkpoint, capsys):
     before = image.read_bytes()
     assert main(["translate", str(checkpoint), str(image), str(image), "--overwrite"]) == 0
     assert image.read_bytes() != before and Image.open(image).size == (28, 20)
+
+
+def test_existing_outputs_are_kept_unless_overwrite(tmp_path, checkpoint, capsys):
+    """A file already at an output name (the user's own, or an earlier translation) stays as it was."""
+    inputs = write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.png").write_bytes(b"the user's own file")
+    assert main(["translate", str(checkpoint), str(inputs / "b.png"), str(out), "--device", "cpu"]) == 2
+    assert "out/b.png already exists; choose another output or pass --overwrite" in capsys.readouterr().err
+    assert main(["translate", str(checkpoint), str(inputs), str(out), "--device", "cpu"]) == 2
+    assert "b.png already exists; choose" in capsys.readouterr().err  # the folder's one taken name
+    assert (out / "b.png").read_bytes() == b"the user's own file" and sorted(os.listdir(out)) == ["b.png"]
+    assert main(["translate", str(checkpoint), str(inputs), str(out), "--device", "cpu", "--overwrite"]) == 0
+    assert sorted(os.listdir(out)) == ["a.png", "b.png", "c.png"] and Image.open(out / "b.png").size == (28, 20)
+    assert main(["translate", str(checkpoint), str(inputs), str(out), "--device", "cpu"]) == 2
+    assert "already exists (and 2 more)" in capsys.readouterr().err
 
 
 def test_inputs_sharing_a_name_keep_their_extension(tmp_path, checkpoint, capsys):

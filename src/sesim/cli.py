@@ -308,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     translate = _command(
         commands, "translate", "translate an image or a folder with a trained generator",
         "The checkpoint carries its own config: no architecture flags. Images of any size keep their size;\n"
-        "outputs never replace inputs (see --overwrite); large images are translated in seamless tiles.",
+        "outputs never replace inputs or existing files (see --overwrite); large images are translated in\n"
+        "seamless tiles.",
         "  sesim translate runs/001-fsesim photos/ out/\n"
         "  sesim translate runs/001-fsesim/checkpoints/best.pt big.jpg big_translated.png --tile 1024\n"
         "  sesim translate runs/002-multimodal night/ out/ --num-styles 5",
@@ -333,7 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile-overlap", type=int, metavar="PX", help="pixels tiles share (default: N / 4, at most 128)"
     )
     translate.add_argument(
-        "--overwrite", action="store_true", help="allow outputs that replace input images or sit in the input folder"
+        "--overwrite",
+        action="store_true",
+        help="allow outputs that replace existing files or input images, or sit in the input folder",
     )
     translate.set_defaults(run=_translate)
 

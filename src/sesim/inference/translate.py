@@ -104,7 +104,7 @@ def plan_outputs(inputs: list[Path], source: Path, output: Path, styles: int = 0
 
 
 def check_outputs(jobs: list[Job], source: Path, output: Path, overwrite: bool) -> None:
-    """Refuse outputs that would replace an input, land among the inputs, or collide."""
+    """Refuse outputs that would replace an input or an existing file, land among the inputs, or collide."""
     seen: dict[str, Path] = {}
     for job in jobs:
         for target in job.targets:
@@ -129,6 +129,12 @@ def check_outputs(jobs: list[Job], source: Path, output: Path, overwrite: bool) 
                     f"output: {target} is an input image and would be overwritten; choose another output "
                     "or pass --overwrite"
                 )
+    existing = [target for job in jobs for target in job.targets if target.exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise DataError(
+            f"output: {existing[0]} already exists{more}; choose another output or pass --overwrite to replace"
+        )
 
 
 def translate_paths(
@@ -148,7 +154,7 @@ def translate_paths(
     """Translate a file or every image of a folder; consecutive images of one size share a batch.
 
     Output names: see :func:`plan_outputs`; an output that is an input file or lies inside the
-    input folder is refused unless ``overwrite``. ``tile``: ``None`` translates whole images
+    input folder, or that exists already, is refused unless ``overwrite``. ``tile``: ``None`` translates whole images
     unless the memory estimate says one would not fit (then tiles of a size that does), ``0``
     always whole, ``N`` in ``N x N`` tiles (:func:`sesim.inference.tiling.translate_tiled`) for any image
     larger than that. ``progress``: a bar over images and tiles (``None``: on a terminal only).
