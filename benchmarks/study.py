@@ -168,7 +168,7 @@ def run_cell(task: Task, label: str, seed: int, data: Path, held_out: tuple[Path
     cell = {"task": task.name, "method": label, "seed": seed, "run_dir": str(run_dir), "config": config,
             "train_seconds": round(seconds, 1), "final_losses": final_losses(run_dir), **scores["paired"]}  # fmt: skip
     if "fd_efficientnet" in scores:
-        cell["fd_efficientnet"] = scores["fd_efficientnet"]["frechet"]
+        cell["fd_efficientnet"] = scores["fd_efficientnet"]
     if task.name in ("layouts", "demo"):
         cell.update(score_layouts(translated, data))
     return cell

@@ -106,3 +106,32 @@ def test_study_cells_go_through_the_commands_and_a_rerun_continues(tmp_path):
     assert listed.stdout.count("todo") == 2 and listed.stdout.count("done") == 2
     refused = subprocess.run([*command[:4], "3", *command[5:]], capture_output=True, text=True, cwd=ROOT)
     assert refused.returncode == 2 and "at 2 steps, not 3" in refused.stderr
+
+
+def test_a_maps_cell_is_scored_both_ways_with_the_gcgan_protocol_and_fd(tmp_path):
+    """The maps study on a stand-in set laid out as the real one (1096 numbered pairs): each direction
+    trains on files 1-1000 with its own direction and is scored on 1001-1096 against the right
+    ground truth, with the paired scores and the EfficientNet-Lite0 Frechet distance."""
+    from PIL import Image
+
+    maps = tmp_path / "maps"
+    for domain, colour in (("trainA", (90, 120, 60)), ("trainB", (230, 230, 220))):
+        (maps / domain).mkdir(parents=True)
+        Image.new("RGB", (32, 32), colour).save(maps / domain / "1.jpg")
+        for i in range(2, 1097):
+            (maps / domain / f"{i}.jpg").symlink_to(maps / domain / "1.jpg")
+    results = tmp_path / "study.json"
+    command = [sys.executable, str(BENCHMARKS / "study.py"), "maps", "--steps", "1", "--results", str(results),
+               "--out", str(tmp_path / "out"), "--maps", str(maps), "--cells", "GAN alone", "--seeds", "0"]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
+    import json
+
+    import yaml
+
+    cells = json.loads(results.read_text())["cells"]
+    assert [c["task"] for c in cells] == ["maps aerial->map", "maps map->aerial"]
+    for cell, direction in zip(cells, ("AtoB", "BtoA"), strict=True):
+        assert cell["pairs"] == 96 and cell["rmse"] > 0 and isinstance(cell["fd_efficientnet"], float)
+        config = yaml.safe_load((Path(cell["run_dir"]) / "config.yaml").read_text())
+        assert config["data"]["direction"] == direction and config["train"]["max_steps"] == 1
+        assert len(list((Path(cell["run_dir"]).parent.parent / "data" / "maps-split" / "trainA").iterdir())) == 1000
