@@ -251,8 +251,8 @@ def study(result: dict) -> str:
     machine = result.get("machine", {})
     lines = [
         f"`benchmarks/study.py`, {machine.get('cpu')} ({machine.get('threads')} threads), torch "
-        f"{machine.get('torch')}; mean +- std over seeds (n), every cell trained and scored through `sesim train`, "
-        "`sesim translate` and `sesim eval`.",
+        f"{machine.get('torch')}; mean +- std over seeds (n; one seed: its value), every cell trained and scored "
+        "through `sesim train`, `sesim translate` and `sesim eval`.",
     ]
     tasks = {task["name"]: task for task in result.get("tasks", [])}
     for name, methods in study_groups(result).items():
@@ -286,7 +286,7 @@ def study(result: dict) -> str:
                 values = [c[key] for c in cells if key in c]
                 mean, std = _mean_std(values)
                 form = STUDY_COLUMNS[key][1]
-                row.append(f"{form.format(mean)} +- {form.format(std)}")
+                row.append(form.format(mean) if len(values) == 1 else f"{form.format(mean)} +- {form.format(std)}")
             row.append(", ".join(f"{c['seed']}: {STUDY_COLUMNS[headline][1].format(c[headline])}" for c in cells))
             values = [c[headline] for c in cells]
             if method == best:
