@@ -110,8 +110,8 @@ def test_study_cells_go_through_the_commands_and_a_rerun_continues(tmp_path):
 
 def test_a_maps_cell_is_scored_both_ways_with_the_gcgan_protocol_and_fd(tmp_path):
     """The maps study on a stand-in set laid out as the real one (1096 numbered pairs): each direction
-    trains on files 1-1000 with its own direction and is scored on 1001-1096 against the right
-    ground truth, with the paired scores and the EfficientNet-Lite0 Frechet distance."""
+    trains on the 1000 training files with its own direction and is scored on the 96 held-out pairs,
+    with the paired scores and the EfficientNet-Lite0 Frechet distance."""
     from PIL import Image
 
     maps = tmp_path / "maps"

@@ -322,8 +322,8 @@ def restore(run: Run, checkpoint: dict | None, changes: dict[str, tuple]) -> Res
         fresh = f" (not in it, so fresh: {', '.join(missing)})" if missing else ""
         return Restored(0, None, [f"weights from {config.train.init_from}{fresh}"])
     resumed = restore_training(checkpoint, run.method, run.schedulers, run.processes, run.query_rng, run.device)
-    notes = ["changed on resume: " + "; ".join(f"{k}: {old} -> {new}" for k, (old, new) in changes.items())]
-    notes = notes if changes else []
+    changed = "; ".join(f"{key}: {old} -> {new}" for key, (old, new) in changes.items())
+    notes = [f"changed on resume: {changed}"] if changes else []
     if checkpoint.get("written_format", 3) < 3 and config.loss.flip_equivariance:
         notes.append(
             f"this checkpoint (format {checkpoint['written_format']}) was trained with the earlier FastCUT flip "
