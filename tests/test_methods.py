@@ -235,6 +235,48 @@ def test_multimodal_same_code_same_output_different_code_different_output():
         assert torch.equal(generator(images), generator(images, torch.zeros(2, 8)))
 
 
+@pytest.mark.numerics
+def test_a_reference_style_is_the_mean_of_its_training_size_views_at_any_image_size():
+    """``--style-from``: the style encoder sees crop_size views of the image at the training
+    scale (never the whole image, so a huge reference fits in memory), and the code is their mean."""
+    from PIL import Image
+
+    from sesim.config import DataConfig
+    from sesim.data.images import to_tensor
+    from sesim.inference.style import reference_style, training_scale, view_boxes
+    from sesim.networks.munit import MultimodalGenerator
+
+    assert view_boxes(40, 16, 16) == [(0, 0, 16, 16), (16, 0, 32, 16), (24, 0, 40, 16)]  # last view moved back in
+    generator = MultimodalGenerator(ngf=4, blocks=1).eval()
+    seen = []
+    generator.style_encoder.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape))
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    native = DataConfig(preprocess="crop", load_size=16, crop_size=16)
+    code = reference_style(generator, Image.fromarray(pixels), native, "cpu")
+    whole = to_tensor(Image.fromarray(pixels))
+    views = torch.stack([whole[:, top : top + 16, left : left + 16] for top in (0, 16) for left in (0, 16, 32)])
+    with torch.no_grad():
+        expected = generator.encode_style(views).mean(0, keepdim=True)
+    torch.testing.assert_close(code, expected, rtol=1e-5, atol=1e-6)
+    assert code.shape == (1, 8) and {tuple(shape[2:]) for shape in seen} == {(16, 16)}
+
+    # the paper's geometry: resized to load_size square first, whatever the reference's size
+    paper = DataConfig(preprocess="resize_and_crop", load_size=36, crop_size=32)
+    assert training_scale(Image.new("RGB", (3000, 2000)), paper).size == (36, 36)
+    seen.clear()
+    big = Image.fromarray(np.random.default_rng(1).integers(0, 256, (400, 600, 3), dtype=np.uint8))
+    reference_style(generator, big, DataConfig(preprocess="crop", load_size=32, crop_size=32), "cpu")
+    assert max(max(shape[2:]) for shape in seen) == 32 and max(shape[0] for shape in seen) <= 16
+    assert sum(shape[0] for shape in seen) == 13 * 19  # ceil(400 / 32) x ceil(600 / 32) views
+    assert reference_style(generator.double(), big, paper, "cpu").dtype == torch.float64
+
+
+def test_style_from_and_num_styles_are_one_or_the_other(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["translate", "run", "in.png", "out.png", "--num-styles", "2", "--style-from", "day.jpg"])
+    assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("antialias", [True, False])
 def test_cut_taps_are_cuts_layers(antialias):
     """CUT's nce_layers 0, 4, 8, 12, 16: the padded input, the raw convolution of each

@@ -84,9 +84,10 @@ def _translate(args: argparse.Namespace) -> int:
     if args.tile_overlap is not None and not 0 <= args.tile_overlap < (args.tile or 1 << 30):
         raise ConfigError(f"--tile-overlap must be at least 0 and below --tile, got {args.tile_overlap}")
     device = pick_device(args.device)
-    generator, _ = load_generator(args.checkpoint, device)
+    loaded = load_generator(args.checkpoint, device)
+    generator = loaded.generator
     autocast = resolve_precision(args.precision, device)
-    styles = _styles(generator, args, device)
+    styles = _styles(loaded, args, device)
     notes: list[str] = []
     written = translate_paths(
         generator, args.input, args.output, device, args.batch_size, autocast, styles,
@@ -123,20 +124,23 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _styles(generator, args: argparse.Namespace, device):
-    """Style codes for a multi-modal generator: K from the prior (seeded) or one from a reference image."""
+def _styles(loaded, args: argparse.Namespace, device):
+    """Style codes for a multi-modal generator: K from the prior (seeded) or one from a reference
+    image (at the training scale, in training-size views: any size fits in memory)."""
     import torch
 
-    from sesim.config import ConfigError
-    from sesim.data.images import load_rgb, to_tensor
+    from sesim.config import ConfigError, DataConfig, stored_section
+    from sesim.data.images import load_rgb
+    from sesim.inference.style import reference_style
 
+    generator = loaded.generator
     if args.num_styles is None and args.style_from is None:
         return None
     if not hasattr(generator, "style_dim"):
         raise ConfigError("--num-styles/--style-from need a multimodal checkpoint (method: multimodal)")
     if args.style_from is not None:
-        with torch.no_grad():
-            return generator.encode_style(to_tensor(load_rgb(args.style_from))[None].to(device))
+        data = stored_section(DataConfig, loaded.checkpoint["config"], "data", str(args.checkpoint))
+        return reference_style(generator, load_rgb(args.style_from), data, device)
     if args.num_styles < 1:
         raise ConfigError(f"--num-styles must be at least 1, got {args.num_styles}")
     return torch.randn(args.num_styles, generator.style_dim, generator=torch.Generator().manual_seed(args.seed))
@@ -322,8 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument(
         "--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 on CUDA, fp32 on CPU"
     )
-    translate.add_argument("--num-styles", type=int, help="multimodal: K outputs per input, NAME_s0 ... NAME_sK-1")
-    translate.add_argument("--style-from", metavar="IMAGE", help="multimodal: take the style of this image")
+    style = translate.add_mutually_exclusive_group()
+    style.add_argument("--num-styles", type=int, help="multimodal: K outputs per input, NAME_s0 ... NAME_sK-1")
+    style.add_argument(
+        "--style-from", metavar="IMAGE",
+        help="multimodal: take the style of this image (any size: seen at the training scale, in crop-size views)",
+    )  # fmt: skip
     translate.add_argument("--seed", type=int, default=0, help="seed of the drawn style codes")
     translate.add_argument(
         "--tile", type=int, metavar="N",
