@@ -38,6 +38,13 @@ def test_any_two_folders(tmp_path, data):
     assert (run_dir / "checkpoints" / "latest.pt").is_file()
 
 
+def test_training_output_to_a_file_is_one_progress_line_per_logged_step(tmp_path, data, capsys):
+    train(tiny_config("fsesim", data, tmp_path, "train.max_steps=4", "log.every=2", "log.progress=true"))
+    err = capsys.readouterr().err
+    assert "\r" not in err  # no redrawn bar in a log file
+    assert [line.split("  ")[0] for line in err.splitlines() if line.startswith("step ")] == ["step 2/4", "step 4/4"]
+
+
 def test_each_run_gets_a_new_directory(tmp_path, data):
     first = train(tiny_config("fsesim", data, tmp_path, "train.max_steps=1"))
     second = train(tiny_config("fsesim", data, tmp_path, "train.max_steps=1"))

@@ -1,6 +1,8 @@
 """The training loop's chores, each on its own (the loop's end-to-end tests are test_training.py
 and test_reliability.py), and the small shared helpers they and the commands use."""
 
+import io
+
 import pytest
 import torch
 from PIL import Image
@@ -17,6 +19,7 @@ from sesim.training.chores import (
     TrainingStopped,
     plan_steps,
 )
+from sesim.training.logging import Progress
 
 
 def test_plan_compresses_the_epochs_into_max_steps_keeping_their_proportion():
@@ -83,3 +86,38 @@ def test_info_nce_is_the_cross_entropy_with_the_diagonal_as_positives():
     assert info_nce(logits.bfloat16(), 0.5).dtype == torch.float32
     with pytest.raises(ValueError, match="temperature"):
         info_nce(logits, 0.0)
+
+
+class _Stream(io.StringIO):
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere():
+    scalars = {"loss/g_gan": 0.5, "loss/d": 0.25, "lr": 1e-4}
+    for terminal in (True, False):
+        stream = _Stream(terminal)
+        progress = Progress(total=4, initial=0, enabled=True, stream=stream)
+        for step in (1, 2):
+            progress.update()
+            progress.show(step, scalars)
+        progress.write("note: a note")
+        progress.close()
+        text = stream.getvalue()
+        assert "note: a note\n" in text
+        if terminal:
+            assert "\r" in text and "g_gan=0.500" in text and "step 2/4" not in text
+        else:  # a log file: one line per logged step, no carriage returns, no lr
+            lines = [line for line in text.splitlines() if line.startswith("step ")]
+            assert "\r" not in text and len(lines) == 2 and "lr" not in text
+            assert lines[1].startswith("step 2/4  g_gan 0.500 d 0.250  ") and lines[1].endswith(" step/s")
+    off = _Stream(False)
+    progress = Progress(total=4, initial=0, enabled=False, stream=off)
+    progress.update()
+    progress.show(1, scalars)
+    progress.write("warning: still shown")
+    assert off.getvalue() == "warning: still shown\n"

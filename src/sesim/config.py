@@ -298,7 +298,7 @@ class LogConfig(Section):
         5, ge=1, description="step checkpoints kept (the newest N; best.pt and latest.pt always); null: keep all"
     )
     tensorboard: bool = Field(True, description="TensorBoard scalars beside log.jsonl")
-    progress: bool = Field(True, description="a progress bar on the terminal")
+    progress: bool = Field(True, description="a progress bar on a terminal; in a log file, one line per logged step")
 
 
 class RunConfig(Section):

@@ -6,9 +6,13 @@ import datetime
 import html
 import json
 import re
+import sys
+import time
 from pathlib import Path
+from typing import TextIO
 
 import torch
+from tqdm import tqdm
 
 from sesim.data.images import image_grid, to_image
 from sesim.errors import ConfigError
@@ -72,6 +76,40 @@ class RunLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class Progress:
+    """Training progress on ``stream`` (stderr): a tqdm bar on a terminal; anywhere else (a log
+    file, a cluster job's output) a plain line at each logged step instead of a bar redrawn ten
+    times a second with carriage returns. ``write`` (notes, warnings) works either way, and when off."""
+
+    def __init__(self, total: int, initial: int, enabled: bool, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        terminal = self.stream.isatty()
+        self.plain = enabled and not terminal
+        self.bar = tqdm(total=total, initial=initial, disable=not (enabled and terminal), file=self.stream,
+                        unit="step", dynamic_ncols=True)  # fmt: skip
+        self.total, self.since = total, (initial, time.perf_counter())
+
+    def update(self) -> None:
+        self.bar.update(1)
+
+    def write(self, text: str) -> None:
+        self.bar.write(text, file=self.stream)
+
+    def show(self, step: int, scalars: dict[str, float]) -> None:
+        """The logged losses (``loss/NAME``) beside the bar, or as one line with the rate since the last."""
+        losses = {k.split("/")[-1]: f"{v:.3f}" for k, v in scalars.items() if k.startswith("loss/")}
+        self.bar.set_postfix(losses)
+        if self.plain:
+            (last, then), now = self.since, time.perf_counter()
+            rate = (step - last) / (now - then) if now > then else 0.0
+            fields = " ".join(f"{name} {value}" for name, value in losses.items())
+            print(f"step {step}/{self.total}  {fields}  {rate:.2f} step/s", file=self.stream, flush=True)
+            self.since = (step, now)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def save_grid(path: Path, columns: list[torch.Tensor]) -> Path:

@@ -8,14 +8,12 @@ import copy
 import os
 import random
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from sesim.backbones import WeightsUnavailableError
 from sesim.backbones.vgg import VGG16_FILE
@@ -49,7 +47,7 @@ from sesim.training.chores import (
     plan_steps,
 )
 from sesim.training.distributed import Processes
-from sesim.training.logging import RunLogger, new_run_dir, save_grid, write_samples_page
+from sesim.training.logging import Progress, RunLogger, new_run_dir, save_grid, write_samples_page
 from sesim.training.state import Checkpointer, load_initial_weights, restore_training
 from sesim.training.validation import Validator
 
@@ -389,10 +387,10 @@ def _train(
     logger = RunLogger(run_dir, tensorboard=log.tensorboard) if main else None
     if main:
         print(banner(run_dir, step, run.dataset, device, config, processes.world_size, run.plan))
-    bar = tqdm(total=total, initial=step, disable=not (log.progress and main), unit="step", dynamic_ncols=True)
+    bar = Progress(total, step, enabled=log.progress and main)
     for kind, note in [("resumed", resumed), *(("note", note) for note in notes)] if main else []:
         if note:
-            bar.write(f"note: {note}", file=sys.stderr)
+            bar.write(f"note: {note}")
             logger.event(step, kind, note=note)
     skipped, nonfinite = SkippedFiles(), NonFiniteBudget(t.max_nonfinite_steps)
     stops, budget = StopRequests(), TimeBudget(t.max_minutes)
@@ -406,7 +404,7 @@ def _train(
                 real_a = batch["a"].to(device, run.dtype, non_blocking=True, memory_format=run.layout)
                 real_b = batch["b"].to(device, run.dtype, non_blocking=True, memory_format=run.layout)
                 for path in skipped.new(batch):
-                    bar.write(f"warning: skipped unreadable image {path}", file=sys.stderr)
+                    bar.write(f"warning: skipped unreadable image {path}")
                     if main:
                         logger.event(step + 1, "skipped_image", file=path, skipped_so_far=len(skipped.seen))
                 try:
@@ -417,13 +415,13 @@ def _train(
                     files = [*batch["path_a"], *batch["path_b"]]
                     if main:
                         logger.event(step + 1, "non_finite_loss", loss=error.name, value=str(error.value), files=files)
-                    bar.write(f"warning: step {step + 1}: {error}; files: {', '.join(files)}", file=sys.stderr)
+                    bar.write(f"warning: step {step + 1}: {error}; files: {', '.join(files)}")
                     nonfinite.record(error, str(run_dir / "checkpoints" / "latest.pt"))
                     stats = None
                 for scheduler in run.schedulers.values():
                     scheduler.step()
                 step += 1
-                bar.update(1)
+                bar.update()
                 if stats is not None and (step % log.every == 0 or step == total):
                     log_scalars(run, logger, bar, step, stats)
                 if main and (step % log.sample_every == 0 or step == total):
@@ -443,8 +441,7 @@ def _train(
                         logger.event(step, "time_budget", minutes=round(budget.minutes(), 2), max_minutes=t.max_minutes)
                         bar.write(
                             f"note: train.max_minutes={t.max_minutes:g} spent at step {step} of {total}; "
-                            f"checkpoint saved. Continue with: sesim train --resume {run_dir}",
-                            file=sys.stderr,
+                            f"checkpoint saved. Continue with: sesim train --resume {run_dir}"
                         )
                     break
     except BaseException:
@@ -461,13 +458,13 @@ def _train(
     return run_dir
 
 
-def log_scalars(run: Run, logger: RunLogger | None, bar, step: int, stats: dict) -> None:
+def log_scalars(run: Run, logger: RunLogger | None, bar: Progress, step: int, stats: dict) -> None:
     """The only place a step's scalars reach the host (averaged over processes)."""
     scalars = {f"loss/{k}": float(v) for k, v in run.processes.mean(stats).items()}
     scalars["lr"] = run.schedulers["generator"].get_last_lr()[0]
     if logger is not None:
         logger.log(step, scalars)
-    bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in scalars.items() if k != "lr"})
+    bar.show(step, scalars)
 
 
 def save_samples(run: Run, run_dir: Path, step: int, real_a: torch.Tensor, real_b: torch.Tensor) -> None:
