@@ -271,10 +271,12 @@ def test_a_reference_style_is_the_mean_of_its_training_size_views_at_any_image_s
     assert reference_style(generator.double(), big, paper, "cpu").dtype == torch.float64
 
 
-def test_style_from_and_num_styles_are_one_or_the_other(capsys):
+def test_style_flags_are_not_silently_ignored(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["translate", "run", "in.png", "out.png", "--num-styles", "2", "--style-from", "day.jpg"])
     assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    assert main(["translate", "run", "in.png", "out.png", "--seed", "3"]) == 2  # a seed of nothing
+    assert "--seed seeds the codes of --num-styles" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("antialias", [True, False])

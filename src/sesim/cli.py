@@ -79,6 +79,8 @@ def _translate(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.seed is not None and args.num_styles is None:
+        raise ConfigError("--seed seeds the codes of --num-styles; give --num-styles K with it, or leave it out")
     if args.tile is not None and args.tile and (args.tile < 16 or args.tile % 4):
         raise ConfigError(f"--tile must be 0 (whole images) or a multiple of 4 of at least 16, got {args.tile}")
     if args.tile_overlap is not None and not 0 <= args.tile_overlap < (args.tile or 1 << 30):
@@ -143,7 +145,7 @@ def _styles(loaded, args: argparse.Namespace, device):
         return reference_style(generator, load_rgb(args.style_from), data, device)
     if args.num_styles < 1:
         raise ConfigError(f"--num-styles must be at least 1, got {args.num_styles}")
-    return torch.randn(args.num_styles, generator.style_dim, generator=torch.Generator().manual_seed(args.seed))
+    return torch.randn(args.num_styles, generator.style_dim, generator=torch.Generator().manual_seed(args.seed or 0))
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -332,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--style-from", metavar="IMAGE",
         help="multimodal: take the style of this image (any size: seen at the training scale, in crop-size views)",
     )  # fmt: skip
-    translate.add_argument("--seed", type=int, default=0, help="seed of the drawn style codes")
+    translate.add_argument("--seed", type=int, help="with --num-styles: seed of the drawn style codes (default: 0)")
     translate.add_argument(
         "--tile", type=int, metavar="N",
         help="translate images larger than N x N in overlapping tiles, blended without seams (0: always whole; "
