@@ -134,7 +134,7 @@ def test_eval_bad_input(tmp_path, capsys, case, message):
     elif case == "unreadable":
         (real / "t9.png").write_bytes(b"not an image")
     elif case == "fid_offline":
-        args[6] = "fid"
+        args[6] = "paired,fid"
     else:
         args[6] = "paired,inception"
     assert main(args) == 2
@@ -194,3 +194,28 @@ def test_eval_checks_pairs_before_extracting_features_and_warns_on_small_sets(tm
     result = evaluate(real, fake, metrics=["fd_efficientnet"], feature_networks={"fd_efficientnet": MeanColour()})
     assert result["fd_efficientnet"] >= 0 and "sampling noise" in result["warnings"][0]
     assert "warning:" in markdown(result)
+
+
+def test_an_input_given_for_a_metric_left_out_is_an_error_not_ignored(tmp_path, capsys, monkeypatch):
+    import sesim.evaluation.evaluate as evaluate_module
+
+    images = {f"t{i}": np.full((16, 16, 3), 10 * i, np.uint8) for i in range(2)}
+    real = write_folder(tmp_path / "real", images)
+    monkeypatch.setattr(evaluate_module, "EfficientNetFeatures", MeanColour)
+    given = [("--paired-with", str(real), "paired"), ("--inception-weights", "pt_inception.pth", "fid"),
+             ("--lpips-weights", "alexnet.pth", "lpips_diversity")]  # fmt: skip
+    for flag, value, metric in given:
+        command = ["eval", "--real", str(real), "--fake", str(real), "--metrics", "fd_efficientnet", flag, value]
+        assert main([*command, "--out", str(tmp_path / "e")]) == 2
+        assert f"{flag} is used by the {metric} metric only" in capsys.readouterr().err
+    assert not (tmp_path / "e.json").exists()
+    # left to the default, a given input adds its metric (LPIPS weights: the diversity score)
+    scored = []
+    monkeypatch.setattr(evaluate_module, "lpips_scorer", lambda net, weights: scored.append(weights) or _mean_abs)
+    diverse = write_folder(tmp_path / "diverse", {f"a_s{k}": np.full((16, 16, 3), 50 * k, np.uint8) for k in range(2)})
+    result = evaluate(diverse, diverse, lpips_weights="alexnet.pth")
+    assert scored == ["alexnet.pth"] and result["lpips_diversity"]["inputs"] == 1
+
+
+def _mean_abs(x, y):
+    return (x - y).abs().mean()

@@ -86,16 +86,24 @@ def evaluate(
 
     Args:
         metrics: names from ``METRICS``; default: ``fd_efficientnet``, ``paired`` when
-            ``paired_with`` is given, and ``fid`` (with KID) when Inception weights are given.
+            ``paired_with`` is given, ``fid`` (with KID) when Inception weights are given and
+            ``lpips_diversity`` when LPIPS weights are; an input given for a metric left out is an error.
         feature_networks: replace a metric's feature network (``{"fid": net}``; tests pass a tiny one).
         lpips_weights: torchvision backbone file for ``lpips_diversity`` (outputs named ``NAME_sK``);
             ``lpips_score`` replaces the LPIPS scorer (tests).
     """
+    inputs = {"paired": ("--paired-with", paired_with), "fid": ("--inception-weights", inception_weights),
+              "lpips_diversity": ("--lpips-weights", lpips_weights)}  # fmt: skip
     if metrics is None:
-        metrics = ["fd_efficientnet"] + (["paired"] if paired_with else []) + (["fid"] if inception_weights else [])
+        metrics = ["fd_efficientnet"] + [metric for metric, (_, given) in inputs.items() if given]
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ConfigError(f"--metrics: unknown {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    for metric, (flag, given) in inputs.items():
+        if given and metric not in metrics:  # a file or folder given for nothing: say so, do not drop it
+            raise ConfigError(
+                f"{flag} is used by the {metric} metric only; add {metric} to --metrics or leave {flag} out"
+            )
     if "paired" in metrics and paired_with is None:
         raise ConfigError("--metrics paired needs --paired-with DIR (the ground truth, matched by file name)")
     real_images, fake_images = load_folder(real, "--real"), load_folder(fake, "--fake")
