@@ -100,3 +100,11 @@ def test_visualize_keeps_the_aspect_and_takes_points_in_image_pixels(tmp_path, c
         assert picture.size == (2 * 64 + 70, 2 * 32)  # 96x48 drawn at 64x32, not squashed to 64x64
     assert main(["visualize", str(run_dir), str(wide), "--out", str(out), "--point", "99,1"]) == 2
     assert "outside the 96x48 image" in capsys.readouterr().err
+    for extra in (["--num-points", "5"], ["--seed", "2"]):  # they draw random points: with --point, nothing
+        assert (
+            main(["visualize", str(run_dir), str(wide), "--out", str(tmp_path / "x.png"), "--point", "9,9", *extra])
+            == 2
+        )
+        assert "with --point they do nothing" in capsys.readouterr().err
+    assert main(["visualize", str(run_dir), str(wide), "--out", str(tmp_path / "x.png"), "--num-points", "0"]) == 2
+    assert "--num-points must be at least 1" in capsys.readouterr().err and not (tmp_path / "x.png").exists()

@@ -207,9 +207,14 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _visualize(args: argparse.Namespace) -> int:
     from sesim.analysis.similarity_maps import visualize
+    from sesim.config import ConfigError
 
+    if args.point and (args.num_points is not None or args.seed is not None):
+        raise ConfigError("--num-points and --seed draw random points; with --point they do nothing: leave them out")
+    if args.num_points is not None and args.num_points < 1:
+        raise ConfigError(f"--num-points must be at least 1, got {args.num_points}")
     points = [_point(text) for text in args.point] if args.point else None
-    path = visualize(args.checkpoint, args.image, args.out, points, args.num_points, args.size, args.seed)
+    path = visualize(args.checkpoint, args.image, args.out, points, args.num_points or 3, args.size, args.seed or 0)
     print(f"wrote {path}")
     return 0
 
@@ -413,9 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     visual.add_argument("image", help="the source image")
     visual.add_argument("--out", default="similarity.png", help="output PNG")
     visual.add_argument("--point", action="append", metavar="X,Y", help="query point in pixels (repeatable)")
-    visual.add_argument("--num-points", type=int, default=3, help="random points when no --point is given")
+    visual.add_argument("--num-points", type=int, help="random points when no --point is given (default: 3)")
     visual.add_argument("--size", type=int, default=256, help="the image is resized to SIZE x SIZE")
-    visual.add_argument("--seed", type=int, default=0, help="seed of the random points")
+    visual.add_argument("--seed", type=int, help="seed of the random points (default: 0)")
     visual.set_defaults(run=_visualize)
 
     seg = _command(
