@@ -46,7 +46,7 @@ def test_fsesim_tells_aligned_from_unaligned_pairs(paired):
     assert fsesim["auc"] > losses["pixel L1"]["auc"]
 
 
-def test_analyze_cli_writes_table_plot_and_lsesim_row(paired, tmp_path):
+def test_analyze_cli_writes_table_plot_and_lsesim_row(paired, tmp_path, capsys):
     data = tiny_data(tmp_path / "data")
     run_dir = train(tiny_config("lsesim", data, tmp_path / "runs", "train.max_steps=1"))
     out = tmp_path / "analysis"
@@ -59,6 +59,9 @@ def test_analyze_cli_writes_table_plot_and_lsesim_row(paired, tmp_path):
     assert "| FSeSim global cos |" in (out / "analysis.md").read_text()
     with Image.open(out / "analysis.png") as picture:
         assert picture.size[0] > 500
+    other_taps = [*args[: args.index("--taps") + 1], "relu1_2", *args[args.index("--taps") + 2 :]]
+    assert main(other_taps) == 2  # the heads' own taps, not silently swapped for the ones asked
+    assert "sit on taps relu1_2,relu2_1" in capsys.readouterr().err
 
 
 def test_analyze_bad_input(paired, tmp_path, capsys):

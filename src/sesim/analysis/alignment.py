@@ -23,6 +23,7 @@ from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc
 
 from sesim.backbones import BACKBONES, DEFAULT_TAPS, build_backbone
+from sesim.config import ConfigError
 from sesim.data.images import DataError, list_images, load_rgb, to_tensor
 from sesim.losses import patch_nce_loss, sample_query_ids, spatial_correlative_loss
 
@@ -112,7 +113,13 @@ def analyze(
     network = build_backbone(backbone, weights=weights)
     heads = None
     if heads_checkpoint is not None:
-        heads, backbone, taps = _heads_from_checkpoint(heads_checkpoint, backbone)
+        heads, backbone, head_taps = _heads_from_checkpoint(heads_checkpoint, backbone)
+        if taps and tuple(taps) != head_taps:
+            raise ConfigError(
+                f"--taps {','.join(taps)}: the heads of {heads_checkpoint} sit on taps {','.join(head_taps)}; "
+                "leave --taps out (the heads' taps are used) or give those"
+            )
+        taps = head_taps
     taps = tuple(taps or DEFAULT_TAPS[backbone])
 
     def load(path: Path) -> Tensor:
