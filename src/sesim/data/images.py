@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -11,6 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from sesim.errors import DataError
+from sesim.memory import available_ram
 
 T = TypeVar("T")
 
@@ -42,12 +44,42 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open and fully decode an image as RGB; a truncated or non-image file raises ``DataError``."""
+# Bytes per pixel while an image is decoded and made RGB: up to 4 decoded bands (2-byte and
+# 4-byte modes have one) plus the RGB copy.
+DECODE_BYTES_PER_PIXEL = 7
+
+
+@contextmanager
+def _no_pixel_limit() -> Iterator[None]:
+    """Pillow refuses images above a fixed pixel count (a guard against decompression bombs);
+    :func:`load_rgb` checks the size against the memory there is instead, so this lifts it."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
-        with Image.open(path) as image:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open and fully decode an image as RGB; a truncated or non-image file raises ``DataError``,
+    and so does one whose decoded pixels would not fit in the available memory (read from its
+    header, before decoding). Any size that fits is read: large photos and orthophotos are
+    translated in tiles, so Pillow's fixed decompression-bomb limit does not apply."""
+    try:
+        with _no_pixel_limit():
+            opened = Image.open(path)
+        with opened as image:
+            width, height = image.size
+            needed, free = width * height * DECODE_BYTES_PER_PIXEL, available_ram()
+            if free is not None and needed > free:
+                raise DataError(
+                    f"image {path} is {width}x{height} ({width * height / 1e6:.0f} megapixels): decoding it needs "
+                    f"~{needed / 2**30:.1f} GiB, {free / 2**30:.1f} GiB are available; downscale or split it first"
+                )
             image.load()
             return to_rgb(image)
+    except DataError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DataError(f"cannot read image {path}: {reason}") from None

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+
+from sesim.memory import available_ram
 
 MULTIPLE = 4  # the generator's input sides must be multiples of 4; so are tile sizes and positions
 
@@ -140,17 +141,7 @@ def available_memory(device: torch.device) -> int | None:
     """Bytes free for a translation: CUDA's free memory, or the system's available memory."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+    return available_ram()
 
 
 def auto_tile(pixels_needed: float, free: int | None, per_pixel: float, largest: int = 4096) -> int | None:
