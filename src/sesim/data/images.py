@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,15 +50,20 @@ def to_rgb(image: Image.Image) -> Image.Image:
 DECODE_BYTES_PER_PIXEL = 7
 
 
+_PIXEL_LIMIT = threading.Lock()
+
+
 @contextmanager
 def _no_pixel_limit() -> Iterator[None]:
     """Pillow refuses images above a fixed pixel count (a guard against decompression bombs);
-    :func:`load_rgb` checks the size against the memory there is instead, so this lifts it."""
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+    :func:`load_rgb` checks the size against the memory there is instead, so this lifts it while
+    an image is opened (one thread at a time: the limit is Pillow's global, always restored)."""
+    with _PIXEL_LIMIT:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
 
 
 def load_rgb(path: str | Path) -> Image.Image:
