@@ -45,6 +45,22 @@ def test_export_cli(run_dir, tmp_path, capsys):
         export_generator(run_dir, tmp_path / "g.txt")
 
 
+def test_export_never_replaces_its_checkpoint_and_replaces_a_file_only_when_asked(run_dir, tmp_path, capsys):
+    latest = run_dir / "checkpoints" / "latest.pt"
+    newest = sorted((run_dir / "checkpoints").glob("step_*.pt"))[-1]  # latest.pt's hard-linked twin
+    before = {path: path.read_bytes() for path in (latest, newest)}
+    for target in (latest, newest):
+        assert main(["export", str(run_dir), str(target), "--overwrite"]) == 2
+        assert "is the checkpoint being exported" in capsys.readouterr().err
+    assert all(path.read_bytes() == data for path, data in before.items())
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"the user's own file")
+    assert main(["export", str(run_dir), str(mine)]) == 2
+    assert "already exists" in capsys.readouterr().err and mine.read_bytes() == b"the user's own file"
+    assert main(["export", str(run_dir), str(mine), "--overwrite"]) == 0
+    assert read_metadata(mine)["trained_steps"] == "2" and sorted(p.name for p in tmp_path.iterdir()) == ["mine.pt"]
+
+
 @pytest.mark.parametrize("name", ["generator.onnx", "generator.pt"])
 def test_export_takes_any_size_like_translate_and_carries_metadata(run_dir, tmp_path, name):
     """Odd sizes go through the same reflection padding as sesim translate (no multiple of 4 needed)."""

@@ -129,8 +129,8 @@ def prune_checkpoints(folder: str | Path, keep: int | None) -> list[Path]:
     return removed
 
 
-def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, Any]:
-    """Load safely and check the format (and the method, when given)."""
+def checkpoint_file(path: str | Path) -> Path:
+    """The file a checkpoint argument names: a ``.pt`` file, or a run folder's ``checkpoints/latest.pt``."""
     path = Path(path)
     if path.is_dir():
         candidate = path / "checkpoints" / "latest.pt"
@@ -139,6 +139,12 @@ def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, An
         path = candidate
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    return path
+
+
+def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, Any]:
+    """Load safely and check the format (and the method, when given)."""
+    path = checkpoint_file(path)
     kind = _file_kind(path)
     if kind is not None:
         raise CheckpointError(f"{path} is {kind}, not a SeSim checkpoint; {_WHERE}")

@@ -151,7 +151,7 @@ def _styles(loaded, args: argparse.Namespace, device):
 def _export(args: argparse.Namespace) -> int:
     from sesim.inference.export import export_generator
 
-    gap = export_generator(args.checkpoint, args.output, args.check_image)
+    gap = export_generator(args.checkpoint, args.output, args.check_image, overwrite=args.overwrite)
     print(f"wrote {args.output}; largest difference to PyTorch on the check image: {gap:.2e}")
     if gap > args.tolerance:
         print(f"sesim: error: the export differs from PyTorch by {gap:.2e} (> {args.tolerance})", file=sys.stderr)
@@ -365,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("output", help="out.onnx or out.pt")
     export.add_argument("--check-image", help="image to compare the export against PyTorch on (default: a pattern)")
     export.add_argument("--tolerance", type=float, default=1e-3, help="largest accepted difference")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     export.set_defaults(run=_export)
 
     evaluation = _command(

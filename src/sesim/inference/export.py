@@ -10,6 +10,7 @@ carries its metadata (value range, channel order, layout, method, SeSim version)
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sesim import __version__
-from sesim.checkpoint import load_checkpoint
+from sesim.checkpoint import checkpoint_file, load_checkpoint
 from sesim.data.images import load_rgb, to_tensor
 from sesim.errors import ExportError
 from sesim.inference.loading import load_generator
@@ -124,14 +125,26 @@ def run_exported(path: str | Path, images: torch.Tensor) -> torch.Tensor:
         return torch.jit.load(str(path))(images)
 
 
-def export_generator(checkpoint: str | Path, output: str | Path, check_image: str | Path | None = None) -> float:
+def export_generator(
+    checkpoint: str | Path, output: str | Path, check_image: str | Path | None = None, overwrite: bool = False
+) -> float:
     """Write the checkpoint's generator to ``output`` (format from the suffix) and compare the
     exported model with ``sesim translate``'s PyTorch path on ``check_image`` (any size; default a
-    253x190 test pattern, not a multiple of 4); returns the largest absolute difference."""
+    253x190 test pattern, not a multiple of 4); returns the largest absolute difference.
+
+    An existing ``output`` is replaced only with ``overwrite``, and never when it is the checkpoint
+    itself (or a hard link to it, as ``latest.pt`` is to the newest step file). The export is
+    written beside ``output`` and renamed onto it when complete, so a failed export replaces nothing."""
     output = Path(output)
     kind = export_format(output)
-    document = load_checkpoint(checkpoint)
-    generator, _ = load_generator(checkpoint, "cpu", document)
+    source = checkpoint_file(checkpoint)
+    if output.exists():
+        if os.path.samefile(output, source):
+            raise ExportError(f"output {output} is the checkpoint being exported; choose another file name")
+        if not overwrite:
+            raise ExportError(f"output {output} already exists; choose another name or pass --overwrite to replace it")
+    document = load_checkpoint(source)
+    generator, _ = load_generator(source, "cpu", document)
     info = metadata(document["config"], document["step"])
     if check_image is not None:
         images = to_tensor(load_rgb(check_image)).unsqueeze(0)
@@ -142,6 +155,12 @@ def export_generator(checkpoint: str | Path, output: str | Path, check_image: st
         raise ExportError(f"--check-image {check_image}: at least {MIN_SIDE}x{MIN_SIDE} pixels are needed")
     output.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 3, 64, 64)
-    (_to_onnx if kind == "onnx" else _to_torchscript)(generator, example, output, info)
-    expected = translate_tensor(generator, images)  # the same padding as sesim translate
-    return (run_exported(output, images) - expected).abs().max().item()
+    partial = output.with_name(f".{output.stem}.partial{output.suffix}")
+    try:
+        (_to_onnx if kind == "onnx" else _to_torchscript)(generator, example, partial, info)
+        expected = translate_tensor(generator, images)  # the same padding as sesim translate
+        gap = (run_exported(partial, images) - expected).abs().max().item()
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return gap
