@@ -101,8 +101,16 @@ def test_visualize_keeps_the_aspect_and_takes_points_in_image_pixels(tmp_path, c
     assert main(["visualize", str(run_dir), str(wide), "--out", str(out), "--size", "64", "--point", "90,40"]) == 0
     with Image.open(out) as picture:
         assert picture.size == (2 * 64 + 70, 2 * 32)  # 96x48 drawn at 64x32, not squashed to 64x64
-    assert main(["visualize", str(run_dir), str(wide), "--out", str(out), "--point", "99,1"]) == 2
+    assert main(["visualize", str(run_dir), str(wide), "--out", str(tmp_path / "x.png"), "--point", "99,1"]) == 2
     assert "outside the 96x48 image" in capsys.readouterr().err
+    kept = out.read_bytes()  # an existing picture, the input image itself, a file that is no picture
+    for target, extra, message in [(out, [], "already exists"), (wide, ["--overwrite"], "is the input image"),
+                                   (tmp_path / "maps", [], "use an image file name")]:  # fmt: skip
+        assert main(["visualize", str(run_dir), str(wide), "--out", str(target), "--point", "9,9", *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert out.read_bytes() == kept and not (tmp_path / "maps").exists()
+    assert main(["visualize", str(run_dir), str(wide), "--out", str(out), "--point", "9,9", "--overwrite"]) == 0
+    assert out.read_bytes() != kept
     for extra in (["--num-points", "5"], ["--seed", "2"]):  # they draw random points: with --point, nothing
         assert (
             main(["visualize", str(run_dir), str(wide), "--out", str(tmp_path / "x.png"), "--point", "9,9", *extra])

@@ -214,7 +214,10 @@ def _visualize(args: argparse.Namespace) -> int:
     if args.num_points is not None and args.num_points < 1:
         raise ConfigError(f"--num-points must be at least 1, got {args.num_points}")
     points = [_point(text) for text in args.point] if args.point else None
-    path = visualize(args.checkpoint, args.image, args.out, points, args.num_points or 3, args.size, args.seed or 0)
+    path = visualize(
+        args.checkpoint, args.image, args.out, points, args.num_points or 3, args.size, args.seed or 0,
+        overwrite=args.overwrite,
+    )  # fmt: skip
     print(f"wrote {path}")
     return 0
 
@@ -422,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     visual.add_argument("--num-points", type=int, help="random points when no --point is given (default: 3)")
     visual.add_argument("--size", type=int, default=256, help="the image is resized to SIZE x SIZE")
     visual.add_argument("--seed", type=int, help="seed of the random points (default: 0)")
+    visual.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     visual.set_defaults(run=_visualize)
 
     seg = _command(

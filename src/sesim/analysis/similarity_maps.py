@@ -3,6 +3,7 @@ source image and of its translation, per tap, overlaid on the images side by sid
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from sesim.checkpoint import load_checkpoint
 from sesim.config import LossConfig, stored_section
-from sesim.data.images import image_grid, load_rgb, to_image, to_tensor
+from sesim.data.images import IMAGE_EXTENSIONS, image_grid, load_rgb, to_image, to_tensor
 from sesim.errors import ConfigError
 from sesim.inference import load_generator
 from sesim.losses import self_similarity
@@ -63,6 +64,7 @@ def visualize(
     num_points: int = 3,
     size: int = 256,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> Path:
     """Write a PNG grid: one row per (tap, point), columns source | translation | colour scale.
 
@@ -70,6 +72,14 @@ def visualize(
     pixels of the input image; by default ``num_points`` are drawn at random (seeded). Both maps
     of a row share one colour scale (the loss compares them), printed beside them.
     """
+    output = Path(output)
+    if output.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise ConfigError(f"--out {output}: use an image file name ({', '.join(IMAGE_EXTENSIONS)})")
+    if output.exists():
+        if Path(image).exists() and os.path.samefile(output, image):
+            raise ConfigError(f"--out {output} is the input image; choose another file name")
+        if not overwrite:
+            raise ConfigError(f"--out {output} already exists; choose another name or pass --overwrite to replace it")
     document = load_checkpoint(checkpoint)
     generator, _ = load_generator(checkpoint, document=document)
     loss = stored_section(LossConfig, document["config"], "loss", str(checkpoint))
@@ -113,7 +123,6 @@ def visualize(
     draw = ImageDraw.Draw(sheet)
     for index, tap in enumerate(structure.taps):
         draw.text((4, index * len(points) * height + 4), f"{tap} (source | translation)", fill=(255, 255, 255))
-    output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(output)
     return output
