@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,7 +14,6 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from sesim.errors import DataError
-from sesim.memory import available_ram
 
 T = TypeVar("T")
 
@@ -43,6 +43,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return image.convert("RGB")
+
+
+def available_ram() -> int | None:
+    """Bytes of RAM available to a new allocation (``MemAvailable``), or ``None`` when unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 # Bytes per pixel while an image is decoded and made RGB: up to 4 decoded bands (2-byte and

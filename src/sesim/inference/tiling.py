@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from sesim.memory import available_ram
+from sesim.data.images import available_ram
 
 MULTIPLE = 4  # the generator's input sides must be multiples of 4; so are tile sizes and positions
 
