@@ -70,6 +70,8 @@ def test_one_key_switches_the_backbone_with_its_taps():
         (["train", "fsesim"], "--data DIR is required"),
         (["train", "fsesim", "--data", "/nonexistent/x"], "folder not found"),
         (["train", "nopreset", "--data", "x"], "unknown config 'nopreset'"),
+        (["train", "fsesim", "--data", "a", "--set", "data.root=b"], "--data and --set data.root=b both set data.root"),
+        (["train", "--resume", "run", "--init-from", "r", "--set", "train.init_from=q"], "both set train.init_from"),
         (["translate", "/nonexistent.pt", "a.png", "b.png", "--device", "cpu"], "checkpoint not found"),
         (["translate", "/nonexistent.pt", "a.png", "b.png", "--device", "cuda:7"], "no CUDA device"),
         (["download", "not_a_dataset"], "unknown dataset"),

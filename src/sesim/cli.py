@@ -32,6 +32,10 @@ def _train(args: argparse.Namespace) -> int:
     from sesim.config import ConfigError, load_config, to_yaml
     from sesim.training.loop import preflight, resume_config, train
 
+    for flag, given, key in (("--data", args.data, "data.root"), ("--init-from", args.init_from, "train.init_from")):
+        twice = [item for item in args.set or [] if item.split("=", 1)[0].strip() == key]
+        if given and twice:
+            raise ConfigError(f"train: {flag} and --set {twice[0]} both set {key}; give one of them")
     if args.resume:
         if args.config:
             raise ConfigError(f"train: give a preset ({args.config}) or --resume {args.resume}, not both")
