@@ -18,3 +18,14 @@ def test_demo_writes_report(tmp_path, capsys):
     assert all(0 <= n <= len(summary["per_image"]) for n in summary["lost"].values())
     out = capsys.readouterr().out
     assert "layout mIoU" in out and "colour error per class" in out
+
+
+def test_demo_refuses_settings_it_would_drop_or_contradict(tmp_path, capsys):
+    for extra, message in [
+        (["--set", f"data.root={tmp_path}"], "the demo trains and scores on its own data"),
+        (["--set", f"log.out_dir={tmp_path}"], "use --out"),
+        (["--steps", "3", "--set", "train.max_steps=5"], "both set the steps"),
+    ]:
+        assert main(["demo", "--out", str(tmp_path / "runs"), *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
