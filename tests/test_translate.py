@@ -43,6 +43,9 @@ CASES = [
     ("an image onto itself", ["in/a.png", "in/a.png"], 2, "is an input image"),
     ("a tile that is not a multiple of 4", ["in", "out", "--tile", "30"], 2, "--tile must be"),
     ("a negative overlap", ["in", "out", "--tile", "32", "--tile-overlap", "-4"], 2, "--tile-overlap"),
+    ("a folder of images to an image name", ["in", "out.png"], 2, "a folder of inputs is translated into a folder"),
+    ("an image to a format it cannot write", ["in/a.png", "a.tiff"], 2, "cannot write .tiff images"),
+    ("an image to a name with a dot (a folder)", ["in/a.png", "out.v2"], 0, "wrote 1 image(s) to out.v2"),
     ("a folder of images to a new folder", ["in", "out"], 0, "wrote 3 image(s)"),
 ]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
@@ -82,6 +83,11 @@ def plan_outputs(inputs: list[Path], source: Path, output: Path, styles: int = 0
     ``styles`` K > 0 every name gets ``_s0 ... _sK-1``.
     """
     notes: list[str] = []
+    suffix = output.suffix.lower()
+    if source.is_dir() and suffix in IMAGE_EXTENSIONS:
+        raise DataError(f"output {output}: a folder of inputs is translated into a folder; give a folder name")
+    if not source.is_dir() and suffix not in IMAGE_EXTENSIONS and suffix in Image.registered_extensions():
+        raise DataError(f"output {output}: cannot write {suffix} images; use one of {', '.join(IMAGE_EXTENSIONS)}")
     if source.is_dir():
         stems: dict[str, list[Path]] = {}
         for path in inputs:
