@@ -243,7 +243,8 @@ def test_a_reference_style_is_the_mean_of_its_training_size_views_at_any_image_s
 
     from sesim.config import DataConfig
     from sesim.data.images import to_tensor
-    from sesim.inference.style import reference_style, training_scale, view_boxes
+    from sesim.data.transforms import training_scale
+    from sesim.inference.style import reference_style, view_boxes
     from sesim.networks.munit import MultimodalGenerator
 
     assert view_boxes(40, 16, 16) == [(0, 0, 16, 16), (16, 0, 32, 16), (24, 0, 40, 16)]  # last view moved back in
@@ -262,7 +263,7 @@ def test_a_reference_style_is_the_mean_of_its_training_size_views_at_any_image_s
 
     # the paper's geometry: resized to load_size square first, whatever the reference's size
     paper = DataConfig(preprocess="resize_and_crop", load_size=36, crop_size=32)
-    assert training_scale(Image.new("RGB", (3000, 2000)), paper).size == (36, 36)
+    assert training_scale(Image.new("RGB", (3000, 2000)), paper.preprocess, 36, 32).size == (36, 36)
     seen.clear()
     big = Image.fromarray(np.random.default_rng(1).integers(0, 256, (400, 600, 3), dtype=np.uint8))
     reference_style(generator, big, DataConfig(preprocess="crop", load_size=32, crop_size=32), "cpu")

@@ -26,6 +26,25 @@ def multiple_of_4(image: Image.Image) -> Image.Image:
     return image if size == image.size else image.resize(size, Image.BICUBIC)
 
 
+def training_scale(
+    image: Image.Image, preprocess: Preprocess, load_size: int, crop_size: int, zoom_factor: float = 1.0
+) -> Image.Image:
+    """The resize before the crop: ``resize_and_crop`` to ``load_size`` square, ``zoom_and_crop``
+    short side to ``load_size x zoom_factor`` (aspect kept), ``crop`` and ``none`` as it is; then
+    upscaled, aspect kept, when a side is shorter than ``crop_size``."""
+    if preprocess == "resize_and_crop":
+        image = image.resize((load_size, load_size), Image.BICUBIC)
+    if preprocess == "zoom_and_crop":
+        width, height = image.size
+        scale = load_size * zoom_factor / min(width, height)
+        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC)
+    width, height = image.size
+    if min(width, height) < crop_size:
+        scale = crop_size / min(width, height)
+        image = image.resize((max(crop_size, round(width * scale)), max(crop_size, round(height * scale))))
+    return image
+
+
 def augment(
     image: Image.Image,
     generator: torch.Generator,
@@ -40,20 +59,13 @@ def augment(
     ``zoom_and_crop`` (single-image translation) scales the short side to ``load_size`` times a
     factor drawn from ``zoom`` (aspect kept) before the crop; ``none`` keeps the whole image
     (resized to multiples of 4)."""
-    if preprocess == "resize_and_crop":
-        image = image.resize((load_size, load_size), Image.BICUBIC)
-    if preprocess == "zoom_and_crop":
-        low, high = zoom
-        factor = low + (high - low) * float(torch.rand(1, generator=generator))
-        width, height = image.size
-        scale = load_size * factor / min(width, height)
-        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC)
     if preprocess in ("resize_and_crop", "crop", "zoom_and_crop"):
+        factor = 1.0
+        if preprocess == "zoom_and_crop":
+            low, high = zoom
+            factor = low + (high - low) * float(torch.rand(1, generator=generator))
+        image = training_scale(image, preprocess, load_size, crop_size, factor)
         width, height = image.size
-        if min(width, height) < crop_size:
-            scale = crop_size / min(width, height)
-            image = image.resize((max(crop_size, round(width * scale)), max(crop_size, round(height * scale))))
-            width, height = image.size
         left, top = _randint(width - crop_size + 1, generator), _randint(height - crop_size + 1, generator)
         image = image.crop((left, top, left + crop_size, top + crop_size))
     else:

@@ -11,24 +11,7 @@ from torch import Tensor, nn
 
 from sesim.config import DataConfig
 from sesim.data.images import to_tensor
-
-
-def training_scale(image: Image.Image, data: DataConfig) -> Image.Image:
-    """``image`` resized as training resized images before cropping (no random crop, no flip):
-    ``resize_and_crop`` to ``load_size`` square, ``zoom_and_crop`` short side to ``load_size``
-    times the middle of ``zoom``, ``crop``/``none`` as it is; never smaller than one crop."""
-    if data.preprocess == "resize_and_crop":
-        image = image.resize((data.load_size, data.load_size), Image.BICUBIC)
-    elif data.preprocess == "zoom_and_crop":
-        scale = data.load_size * sum(data.zoom) / 2 / min(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
-    if min(image.size) < data.crop_size:
-        scale = data.crop_size / min(image.size)
-        image = image.resize(
-            (max(data.crop_size, round(image.width * scale)), max(data.crop_size, round(image.height * scale))),
-            Image.BICUBIC,
-        )
-    return image
+from sesim.data.transforms import training_scale
 
 
 def view_boxes(width: int, height: int, size: int) -> list[tuple[int, int, int, int]]:
@@ -46,8 +29,9 @@ def reference_style(
     generator: nn.Module, image: Image.Image, data: DataConfig, device: torch.device | str, batch_size: int = 16
 ) -> Tensor:
     """``(1, style_dim)``: the mean style code of ``image``'s ``crop_size`` views at the training
-    scale (see the module's docstring), in the generator's dtype."""
-    image = training_scale(image, data)
+    scale (:func:`~sesim.data.transforms.training_scale`, ``zoom_and_crop`` at the middle of its
+    zoom range), in the generator's dtype."""
+    image = training_scale(image, data.preprocess, data.load_size, data.crop_size, sum(data.zoom) / 2)
     boxes = view_boxes(image.width, image.height, data.crop_size)
     dtype = next(generator.parameters()).dtype
     codes = []
