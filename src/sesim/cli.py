@@ -29,11 +29,11 @@ def one_line(error: BaseException) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sesim.config import ConfigError, load_config, to_yaml
+    from sesim.config import ConfigError, load_config, override_key, to_yaml
     from sesim.training.loop import preflight, resume_config, train
 
     for flag, given, key in (("--data", args.data, "data.root"), ("--init-from", args.init_from, "train.init_from")):
-        twice = [item for item in args.set or [] if item.split("=", 1)[0].strip() == key]
+        twice = [item for item in args.set or [] if override_key(item) == key]
         if given and twice:
             raise ConfigError(f"train: {flag} and --set {twice[0]} both set {key}; give one of them")
     if args.resume:

@@ -346,6 +346,11 @@ def resolve_config_path(name_or_path: str) -> Path:
     raise ConfigError(f"unknown config {name_or_path!r}: not a file and not a preset ({', '.join(preset_names())})")
 
 
+def override_key(assignment: str) -> str:
+    """The dotted key of a ``--set KEY=VALUE`` assignment."""
+    return assignment.split("=", 1)[0].strip()
+
+
 def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply ``section.key=value`` (value parsed as YAML) to a nested dict, in place."""
     if "=" not in assignment:
@@ -446,7 +451,7 @@ def validate_section(
                 message = f"{first['input']!r} is now called {renamed!r}"
         more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
         for assignment in overrides:
-            key = assignment.split("=", 1)[0].strip()
+            key = override_key(assignment)
             if where == key or where.startswith(key + ".") or key.startswith(where + "."):
                 raise ConfigError(f"--set {assignment}: {message}{more}") from None
         raise ConfigError(f"{source}: {where}: {message}{more}") from None
@@ -481,7 +486,7 @@ RESUMABLE = (
 
 
 def check_resumable(assignment: str) -> None:
-    key = assignment.split("=", 1)[0].strip()
+    key = override_key(assignment)
     if key not in RESUMABLE:
         raise ConfigError(
             f"--set {assignment}: {key} cannot change when resuming (the checkpoint's weights and optimizer "
@@ -512,7 +517,7 @@ def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
     data = _read_yaml(path)
     for assignment in overrides:
         apply_override(data, assignment)
-    keys = {assignment.split("=", 1)[0].strip() for assignment in overrides}
+    keys = {override_key(assignment) for assignment in overrides}
     if "loss.backbone" in keys and "loss.taps" not in keys:  # one key switches backbone and its taps
         from sesim.backbones import DEFAULT_TAPS
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sesim.config import ConfigError, load_config
+from sesim.config import ConfigError, load_config, override_key
 from sesim.data.images import image_grid, list_images, load_rgb, to_image, to_tensor
 from sesim.data.synthetic import CLASS_NAMES, class_colours, layout_iou, write_domains
 from sesim.inference import load_generator, pick_device, translate_tensor
@@ -66,7 +66,7 @@ def loss_curves(run_dir: Path, path: Path) -> Path:
 def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[str, ...] = ()) -> Path:
     """Generate data, train, and write ``report.html`` / ``report.png`` / ``report.json``; returns the run dir."""
     started = time.time()
-    keys = {item.split("=", 1)[0].strip(): item for item in overrides}
+    keys = {override_key(item): item for item in overrides}
     for key, instead in (("data.root", "the demo trains and scores on its own data"), ("log.out_dir", "use --out")):
         if key in keys:
             raise ConfigError(f"demo: --set {keys[key]}: {instead}")
