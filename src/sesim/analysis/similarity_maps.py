@@ -3,7 +3,6 @@ source image and of its translation, per tap, overlaid on the images side by sid
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from sesim.config import LossConfig, stored_section
 from sesim.data.images import IMAGE_EXTENSIONS, image_grid, load_rgb, to_image, to_tensor
 from sesim.errors import ConfigError
 from sesim.inference import load_generator
+from sesim.inference.translate import check_output_file
 from sesim.losses import self_similarity
 from sesim.methods.structure import build_structure_loss
 
@@ -75,11 +75,7 @@ def visualize(
     output = Path(output)
     if output.suffix.lower() not in IMAGE_EXTENSIONS:
         raise ConfigError(f"--out {output}: use an image file name ({', '.join(IMAGE_EXTENSIONS)})")
-    if output.exists():
-        if Path(image).exists() and os.path.samefile(output, image):
-            raise ConfigError(f"--out {output} is the input image; choose another file name")
-        if not overwrite:
-            raise ConfigError(f"--out {output} already exists; choose another name or pass --overwrite to replace it")
+    check_output_file(output, image, "the input image", "--out", overwrite)
     document = load_checkpoint(checkpoint)
     generator, _ = load_generator(checkpoint, document=document)
     loss = stored_section(LossConfig, document["config"], "loss", str(checkpoint))

@@ -23,7 +23,7 @@ from sesim.checkpoint import checkpoint_file, load_checkpoint
 from sesim.data.images import load_rgb, to_tensor
 from sesim.errors import ExportError
 from sesim.inference.loading import load_generator
-from sesim.inference.translate import MIN_SIZE, translate_tensor
+from sesim.inference.translate import MIN_SIZE, check_output_file, translate_tensor
 
 FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
 
@@ -138,11 +138,7 @@ def export_generator(
     output = Path(output)
     kind = export_format(output)
     source = checkpoint_file(checkpoint)
-    if output.exists():
-        if os.path.samefile(output, source):
-            raise ExportError(f"output {output} is the checkpoint being exported; choose another file name")
-        if not overwrite:
-            raise ExportError(f"output {output} already exists; choose another name or pass --overwrite to replace it")
+    check_output_file(output, source, "the checkpoint being exported", "output", overwrite)
     document = load_checkpoint(source)
     generator, _ = load_generator(source, "cpu", document)
     info = metadata(document["config"], document["step"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +142,17 @@ def check_outputs(jobs: list[Job], source: Path, output: Path, overwrite: bool) 
         raise DataError(
             f"output: {existing[0]} already exists{more}; choose another output or pass --overwrite to replace"
         )
+
+
+def check_output_file(output: Path, source: str | Path, source_name: str, option: str, overwrite: bool) -> None:
+    """One output file (an export, a picture): never ``source`` (nor a hard link to it), and an
+    existing file only with ``overwrite``; ``option`` names the flag in the message."""
+    if not output.exists():
+        return
+    if Path(source).exists() and os.path.samefile(output, source):
+        raise DataError(f"{option} {output} is {source_name}; choose another file name")
+    if not overwrite:
+        raise DataError(f"{option} {output} already exists; choose another name or pass --overwrite to replace it")
 
 
 def translate_paths(
