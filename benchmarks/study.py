@@ -43,6 +43,7 @@ import yaml
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import cpu_model
 from maps import CPU_RECIPE, training_split
 from maps_eval import held_out_folders
 from sesim.config import load_config
@@ -231,8 +232,9 @@ def main() -> int:
          "higher_is_better": t.higher_is_better, "cells": {k: list(v) for k, v in t.cells.items()}}
         for t in chosen
     ]  # fmt: skip
-    document["machine"] = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                           "torch": torch.__version__}  # fmt: skip
+    cpu = cpu_model() or platform.processor() or platform.machine()
+    # The first sitting's machine; each cell names its own CPU (sittings may run on different machines).
+    document.setdefault("machine", {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__})
     scratch = Path(args.out) / "data"
     prepared: dict[str, tuple] = {}
     for count, (task, label, seed) in enumerate(todo):
@@ -243,6 +245,7 @@ def main() -> int:
         data, held_out = prepared[task.name]
         cell = run_cell(task, label, seed, data, held_out, Path(args.out) / "runs")
         cell["date"] = time.strftime("%Y-%m-%d %H:%M")
+        cell["cpu"] = cpu
         document["cells"].append(cell)
         write_atomically(results_path, document)
         print(json.dumps({k: cell[k] for k in ("task", "method", "seed", task.metric, "train_seconds")}), flush=True)

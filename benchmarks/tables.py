@@ -245,14 +245,31 @@ def study_groups(result: dict) -> dict[str, dict[str, list[dict]]]:
     return groups
 
 
+def study_machines(result: dict) -> dict[str, int]:
+    """``{cpu: cells}`` in the order the sittings ran (a cell without its own ``cpu`` ran on the
+    study's first machine)."""
+    first = result.get("machine", {}).get("cpu")
+    counts: dict[str, int] = {}
+    for cell in result["cells"]:
+        cpu = cell.get("cpu") or first
+        counts[cpu] = counts.get(cpu, 0) + 1
+    return counts
+
+
 def study(result: dict) -> str:
     """Per task: mean +- std over seeds of each score, the per-seed headline values, and which
-    methods differ from the best by more than the seed spread (their seed ranges do not overlap)."""
+    methods differ from the best by more than the seed spread (their seed ranges do not overlap).
+    The reference is the best mean among methods with at least two seeds (a single seed has no
+    spread to compare); training seconds are given per CPU where sittings ran on several."""
     machine = result.get("machine", {})
+    first = machine.get("cpu")
+    cpus = study_machines(result)
+    where = next(iter(cpus), first) if len(cpus) <= 1 else "; ".join(f"{n} cells on {c}" for c, n in cpus.items())
     lines = [
-        f"`benchmarks/study.py`, {machine.get('cpu')} ({machine.get('threads')} threads), torch "
+        f"`benchmarks/study.py`, {where} ({machine.get('threads')} threads), torch "
         f"{machine.get('torch')}; mean +- std over seeds (n; one seed: its value), every cell trained and scored "
-        "through `sesim train`, `sesim translate` and `sesim eval`.",
+        "through `sesim train`, `sesim translate` and `sesim eval`."
+        + (" Train s: the mean on each CPU in that order (- where none ran there)." if len(cpus) > 1 else ""),
     ]
     tasks = {task["name"]: task for task in result.get("tasks", [])}
     for name, methods in study_groups(result).items():
@@ -266,7 +283,10 @@ def study(result: dict) -> str:
         wanted = {"layouts": LAYOUT_COLUMNS, "demo": (*LAYOUT_COLUMNS, "train_seconds")}.get(name, MAPS_COLUMNS)
         columns = [k for k in wanted if any(k in c for m in present for c in methods[m])]
         means = {m: _mean_std([c[headline] for c in methods[m]])[0] for m in present}
-        best = (max if higher else min)(present, key=means.get)
+        pick = max if higher else min
+        best = pick(present, key=means.get)
+        seeded = [m for m in present if len(methods[m]) >= 2]
+        reference = pick(seeded, key=means.get) if seeded else best
         lines += [
             "",
             f"**{name}** ({task.get('steps') or 'each candidate its own'} steps per cell; "
@@ -278,23 +298,27 @@ def study(result: dict) -> str:
             "| vs best |",
             "|---|---|" + "---|" * len(columns) + "---|---|",
         ]
-        best_values = [c[headline] for c in methods[best]]
+        reference_values = [c[headline] for c in methods[reference]]
         for method in present:
             cells = sorted(methods[method], key=lambda c: c["seed"])
             row = [method, str(len(cells))]
             for key in columns:
+                form = STUDY_COLUMNS[key][1]
+                if key == "train_seconds" and len(cpus) > 1:
+                    per_cpu = [[c[key] for c in cells if key in c and (c.get("cpu") or first) == cpu] for cpu in cpus]
+                    row.append(" / ".join(form.format(_mean_std(v)[0]) if v else "-" for v in per_cpu))
+                    continue
                 values = [c[key] for c in cells if key in c]
                 mean, std = _mean_std(values)
-                form = STUDY_COLUMNS[key][1]
                 row.append(form.format(mean) if len(values) == 1 else f"{form.format(mean)} +- {form.format(std)}")
             row.append(", ".join(f"{c['seed']}: {STUDY_COLUMNS[headline][1].format(c[headline])}" for c in cells))
             values = [c[headline] for c in cells]
-            if method == best:
-                row.append("best")
-            elif len(values) < 2 or len(best_values) < 2:
+            if method == reference:
+                row.append("best" if reference == best else "best of n >= 2")
+            elif len(values) < 2 or len(reference_values) < 2:
                 row.append("(one seed)")
             else:
-                apart = max(values) < min(best_values) if higher else min(values) > max(best_values)
+                apart = max(values) < min(reference_values) if higher else min(values) > max(reference_values)
                 row.append("worse beyond the seed spread" if apart else "within the seed spread")
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

@@ -95,6 +95,7 @@ def test_study_cells_go_through_the_commands_and_a_rerun_continues(tmp_path):
     for cell in cells:
         assert 0 <= cell["layout_miou"] <= 1 and set(cell["colour_error"]) <= {"0", "1", "2", "3"}
         assert cell["psnr"] > 0 and "loss/g" in cell["final_losses"]
+        assert cell["cpu"] and cell["cpu"] != "x86_64"  # the CPU's name: sittings may run on other machines
     import yaml
 
     gan, l1 = (yaml.safe_load((Path(c["run_dir"]) / "config.yaml").read_text()) for c in cells)
@@ -106,6 +107,34 @@ def test_study_cells_go_through_the_commands_and_a_rerun_continues(tmp_path):
     assert listed.stdout.count("todo") == 2 and listed.stdout.count("done") == 2
     refused = subprocess.run([*command[:4], "3", *command[5:]], capture_output=True, text=True, cwd=ROOT)
     assert refused.returncode == 2 and "at 2 steps, not 3" in refused.stderr
+
+
+def test_the_study_table_names_each_machine_and_compares_against_a_seeded_best():
+    """One CPU: its name; cells from sittings on other machines: each CPU with its cell count
+    (a cell without a ``cpu`` ran on the study's first machine) and training seconds per CPU.
+    "vs best" compares against the best mean with at least two seeds, not a single lucky seed."""
+    tables = _load("tables")
+
+    def cell(method, seed, psnr, **more):
+        return {"task": "t", "method": method, "seed": seed, "psnr": psnr, "train_seconds": 100.0, **more}
+
+    machine = {"cpu": "Xeon", "threads": 2, "torch": "2"}
+    one = {"machine": machine, "cells": [cell("a", 0, 10.0), cell("a", 1, 11.0)]}
+    assert tables.study(one).startswith("`benchmarks/study.py`, Xeon (2 threads)")
+    assert "| a | 2 | 10.50 +- 0.71 | 100 +- 0 | 0: 10.00, 1: 11.00 | best |" in tables.study(one)
+    cells = [
+        cell("a", 0, 10.0), cell("a", 1, 11.0, cpu="EPYC", train_seconds=250.0),  # a: 10-11 dB
+        cell("b", 0, 14.0), cell("b", 1, 15.0),  # b: 14-15 dB, the best of two seeds
+        cell("c", 0, 13.0), cell("c", 1, 16.0, cpu="EPYC"),  # c: overlaps b
+        cell("d", 0, 20.0, cpu="EPYC"),  # one lucky seed
+    ]  # fmt: skip
+    table = tables.study({"machine": machine, "cells": cells})
+    assert "4 cells on Xeon; 3 cells on EPYC (2 threads)" in table
+    lines = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    rows = {line.split(" | ")[0][2:]: line for line in lines}
+    assert rows["a"].endswith("| 100 / 250 | 0: 10.00, 1: 11.00 | worse beyond the seed spread |")
+    assert rows["b"].endswith("| 100 / - | 0: 14.00, 1: 15.00 | best of n >= 2 |")
+    assert rows["c"].endswith("| within the seed spread |") and rows["d"].endswith("| (one seed) |")
 
 
 def test_a_maps_cell_is_scored_both_ways_with_the_gcgan_protocol_and_fd(tmp_path):
