@@ -44,6 +44,13 @@ def maps_dir():
 
 
 @pytest.fixture(autouse=True)
+def _same_draws_whatever_ran_before():
+    """Each test starts from the same global RNG state: its random inputs must not depend on which
+    tests ran (or were skipped: no maps data, no CUDA) before it, or on ``-k``."""
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
     """No test may download: fail loudly if anything asks torch hub for a URL."""
 

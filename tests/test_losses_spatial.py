@@ -196,8 +196,11 @@ def test_bfloat16_close_to_float32():
 
 
 def test_top_quarter_mask_keeps_what_a_full_sort_keeps_ties_included():
-    maps = torch.randn(2, 7, 33, dtype=torch.float64)
-    maps[0, 0, :12] = maps[0, 0, 12]  # ties across the threshold
+    maps = torch.randn(2, 7, 33, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    # Ties across the threshold: 13 equal entries with exactly 4 others above them occupy sorted
+    # places 4-16, so the cut at place 33 // 4 = 8 falls inside the tie (not left to chance).
+    above = maps[0, 0, 13:].sort(descending=True).values
+    maps[0, 0, :13] = (above[3] + above[4]) / 2
     threshold = maps.sort(dim=-1, descending=True).values[..., 33 // 4 : 33 // 4 + 1]
     mask = top_quarter_mask(maps)
     assert torch.equal(mask, maps >= threshold)
