@@ -245,13 +245,15 @@ def study_groups(result: dict) -> dict[str, dict[str, list[dict]]]:
     return groups
 
 
+def cell_cpu(cell: dict, result: dict) -> str | None:
+    """The CPU a study cell ran on (a cell without its own ``cpu`` ran on the study's first machine)."""
+    return cell.get("cpu") or result.get("machine", {}).get("cpu")
+
+
 def study_machines(result: dict) -> dict[str, int]:
-    """``{cpu: cells}`` in the order the sittings ran (a cell without its own ``cpu`` ran on the
-    study's first machine)."""
-    first = result.get("machine", {}).get("cpu")
+    """``{cpu: cells}`` in the order the sittings ran."""
     counts: dict[str, int] = {}
-    for cell in result["cells"]:
-        cpu = cell.get("cpu") or first
+    for cpu in (cell_cpu(cell, result) for cell in result["cells"]):
         counts[cpu] = counts.get(cpu, 0) + 1
     return counts
 
@@ -262,9 +264,10 @@ def study(result: dict) -> str:
     The reference is the best mean among methods with at least two seeds (a single seed has no
     spread to compare); training seconds are given per CPU where sittings ran on several."""
     machine = result.get("machine", {})
-    first = machine.get("cpu")
     cpus = study_machines(result)
-    where = next(iter(cpus), first) if len(cpus) <= 1 else "; ".join(f"{n} cells on {c}" for c, n in cpus.items())
+    where = "; ".join(f"{n} cells on {cpu}" for cpu, n in cpus.items())
+    if len(cpus) <= 1:
+        where = next(iter(cpus), machine.get("cpu"))
     lines = [
         f"`benchmarks/study.py`, {where} ({machine.get('threads')} threads), torch "
         f"{machine.get('torch')}; mean +- std over seeds (n; one seed: its value), every cell trained and scored "
@@ -305,7 +308,7 @@ def study(result: dict) -> str:
             for key in columns:
                 form = STUDY_COLUMNS[key][1]
                 if key == "train_seconds" and len(cpus) > 1:
-                    per_cpu = [[c[key] for c in cells if key in c and (c.get("cpu") or first) == cpu] for cpu in cpus]
+                    per_cpu = [[c[key] for c in cells if key in c and cell_cpu(c, result) == cpu] for cpu in cpus]
                     row.append(" / ".join(form.format(_mean_std(v)[0]) if v else "-" for v in per_cpu))
                     continue
                 values = [c[key] for c in cells if key in c]
