@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import cpu_model  # noqa: E402
 
 
 def main() -> int:
@@ -49,7 +51,7 @@ def main() -> int:
             shutil.copyfile(run_dir / "report.png", Path(args.pictures) / "demo_report.png")
             shutil.copyfile(run_dir / "losses.png", Path(args.pictures) / "demo_losses.png")
         shutil.rmtree(out, ignore_errors=True)
-    document = {"machine": f"{platform.processor() or platform.machine()}", "date": time.strftime("%Y-%m-%d"),
+    document = {"machine": cpu_model() or platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d"),
                 "runs": runs}  # fmt: skip
     Path(args.results).write_text(json.dumps(document, indent=1) + "\n")
     return 0
