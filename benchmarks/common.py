@@ -33,6 +33,11 @@ def cpu_model() -> str | None:
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
 
 
+def cpu_name() -> str:
+    """The CPU's marketing name where the system gives one, else its architecture (``x86_64``)."""
+    return cpu_model() or platform.processor() or platform.machine()
+
+
 def interleaved_medians(
     fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int = 2
 ) -> dict[str, float]:

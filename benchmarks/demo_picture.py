@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import cpu_model  # noqa: E402
+from common import cpu_name  # noqa: E402
 
 
 def main() -> int:
@@ -51,8 +50,7 @@ def main() -> int:
             shutil.copyfile(run_dir / "report.png", Path(args.pictures) / "demo_report.png")
             shutil.copyfile(run_dir / "losses.png", Path(args.pictures) / "demo_losses.png")
         shutil.rmtree(out, ignore_errors=True)
-    document = {"machine": cpu_model() or platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d"),
-                "runs": runs}  # fmt: skip
+    document = {"machine": cpu_name(), "date": time.strftime("%Y-%m-%d"), "runs": runs}
     Path(args.results).write_text(json.dumps(document, indent=1) + "\n")
     return 0
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ import yaml
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cpu_model
+from common import cpu_name
 from maps import CPU_RECIPE, training_split
 from maps_eval import held_out_folders
 from sesim.config import load_config
@@ -259,7 +258,7 @@ def main() -> int:
          "higher_is_better": t.higher_is_better, "cells": {k: list(v) for k, v in t.cells.items()}}
         for t in chosen
     ]  # fmt: skip
-    cpu = cpu_model() or platform.processor() or platform.machine()
+    cpu = cpu_name()
     # The first sitting's machine; each cell names its own CPU (sittings may run on different machines).
     document.setdefault("machine", {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__})
     scratch = Path(args.out) / "data"

@@ -120,9 +120,10 @@ def test_every_recorded_study_cell_ran_with_the_keys_study_py_names_for_it():
     import yaml
 
     study = _load("study")
-    specs = {task.name: task for grid in study.tasks(None).values() for task in grid}
     checked = 0
-    for path in (BENCHMARKS / "results" / f"study_{name}_cpu.json" for name in study.tasks(None)):
+    for name, grid in study.tasks(None).items():
+        specs = {task.name: task for task in grid}
+        path = BENCHMARKS / "results" / f"study_{name}_cpu.json"
         for cell in json.loads(path.read_text())["cells"]:
             task = specs[cell["task"]]
             _, extra = task.cells[cell["method"]]
