@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from common import cpu_name
 from maps import CPU_RECIPE, training_split
 from maps_eval import held_out_folders
 from sesim.cli import main as sesim
@@ -90,7 +90,7 @@ def main() -> None:
     results |= {
         "steps": args.steps,
         "recipe": [*CPU_RECIPE, *SHARED],
-        "machine": f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)",
+        "machine": f"{cpu_name()} ({torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
     }
