@@ -3,6 +3,7 @@ another, and translates images of any size (in tiles when they would not fit).""
 
 import hashlib
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,3 +182,46 @@ def test_an_image_past_pillows_bomb_limit_is_translated_and_one_past_memory_is_r
     err = capsys.readouterr().err
     assert f"image {photo} is 28x20" in err and "GiB are available" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "refused.png").exists()
+
+
+def test_a_folder_stopped_by_a_bad_image_is_finished_with_skip_existing(tmp_path, checkpoint, capsys):
+    inputs, out = write_inputs(tmp_path / "in"), tmp_path / "out"
+    good_b = (inputs / "b.png").read_bytes()
+    (inputs / "b.png").write_bytes(b"not an image")
+    arguments = ["translate", str(checkpoint), str(inputs), str(out), "--device", "cpu", "--batch-size", "1"]
+    assert main(arguments) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read image {inputs / 'b.png'}" in err and "1 output(s) written to" in err
+    assert "rerun with --skip-existing" in err and err.count("\n") == 1
+    assert sorted(os.listdir(out)) == ["a.png"]
+    (out / "a.png").write_bytes(b"kept as it is")  # stands for a finished translation
+    (inputs / "b.png").write_bytes(good_b)
+    assert main([*arguments, "--skip-existing"]) == 0
+    captured = capsys.readouterr()
+    assert "wrote 2 image(s)" in captured.out and "1 of 3 inputs already have their outputs" in captured.err
+    assert (out / "a.png").read_bytes() == b"kept as it is"
+    assert sorted(os.listdir(out)) == ["a.png", "b.png", "c.png"] and Image.open(out / "c.png").size == (28, 20)
+    assert main([*arguments, "--skip-existing"]) == 0
+    assert "wrote nothing: every input already has its output" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main([*arguments, "--skip-existing", "--overwrite"])
+    assert stop.value.code == 2 and "not allowed with argument --skip-existing" in capsys.readouterr().err
+
+
+def test_a_stop_while_writing_leaves_no_partial_image_and_says_how_to_finish(tmp_path, checkpoint, capsys, monkeypatch):
+    inputs, out = write_inputs(tmp_path / "in"), tmp_path / "out"
+    real_save, calls = Image.Image.save, []
+
+    def save_then_stop(image, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:  # Ctrl-C half-way through the second file
+            Path(path).write_bytes(b"half an image")
+            raise KeyboardInterrupt
+        return real_save(image, path, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save_then_stop)
+    assert main(["translate", str(checkpoint), str(inputs), str(out), "--device", "cpu", "--batch-size", "1"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; 1 output(s) written to" in err and "--skip-existing" in err
+    assert sorted(os.listdir(out)) == ["a.png"]  # no truncated b.png, no temporary file
+    Image.open(out / "a.png").verify()

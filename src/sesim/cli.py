@@ -98,9 +98,13 @@ def _translate(args: argparse.Namespace) -> int:
     written = translate_paths(
         generator, args.input, args.output, device, args.batch_size, autocast, styles,
         tile=args.tile, overlap=args.tile_overlap, overwrite=args.overwrite, notes=notes,
+        skip_existing=args.skip_existing,
     )  # fmt: skip
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
+    if not written:
+        print(f"wrote nothing: every input already has its output in {args.output}")
+        return 0
     folders = sorted({str(Path(path).parent) for path in written})
     shown = ", ".join(Path(path).name for path in written[:3]) + (", ..." if len(written) > 3 else "")
     print(f"wrote {len(written)} image(s) to {', '.join(folders)}: {shown}")
@@ -330,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
         "seamless tiles.",
         "  sesim translate runs/001-fsesim photos/ out/\n"
         "  sesim translate runs/001-fsesim/checkpoints/best.pt big.jpg big_translated.png --tile 1024\n"
-        "  sesim translate runs/002-multimodal night/ out/ --num-styles 5",
+        "  sesim translate runs/002-multimodal night/ out/ --num-styles 5\n"
+        "  sesim translate runs/001-fsesim photos/ out/ --skip-existing   # finish an interrupted folder",
     )  # fmt: skip
     translate.add_argument("checkpoint", help="a run folder or a .pt checkpoint")
     translate.add_argument("input", help="an image file or a folder of images")
@@ -355,10 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument(
         "--tile-overlap", type=int, metavar="PX", help="pixels tiles share (default: N / 4, at most 128)"
     )
-    translate.add_argument(
+    existing = translate.add_mutually_exclusive_group()
+    existing.add_argument(
         "--overwrite",
         action="store_true",
         help="allow outputs that replace existing files or input images, or sit in the input folder",
+    )
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="translate only the inputs without an output yet (finish a folder after a stop or a bad image)",
     )
     translate.set_defaults(run=_translate)
 
@@ -539,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         else:
-            print("sesim: interrupted", file=sys.stderr)
+            hint = getattr(stop, "hint", None)  # translate: what was written and how to finish it
+            print(f"sesim: interrupted{f'; {hint}' if hint else ''}", file=sys.stderr)
         return 130
     except Exception as error:
         if debug:

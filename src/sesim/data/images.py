@@ -139,9 +139,12 @@ def same_size_batches(items: Iterable[T], size_of: Callable[[T], Hashable], batc
     order: what can be stacked into one batch without resizing."""
     group: list[T] = []
     for item in items:
-        if group and (size_of(item) != size_of(group[0]) or len(group) == batch_size):
+        if group and size_of(item) != size_of(group[0]):
             yield group
             group = []
         group.append(item)
+        if len(group) == batch_size:  # yielded at once: nothing is decoded ahead of a full batch
+            yield group
+            group = []
     if group:
         yield group

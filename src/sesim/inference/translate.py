@@ -110,8 +110,9 @@ def plan_outputs(inputs: list[Path], source: Path, output: Path, styles: int = 0
     return jobs, notes
 
 
-def check_outputs(jobs: list[Job], source: Path, output: Path, overwrite: bool) -> None:
-    """Refuse outputs that would replace an input or an existing file, land among the inputs, or collide."""
+def check_outputs(jobs: list[Job], source: Path, output: Path, overwrite: bool, skip_existing: bool = False) -> None:
+    """Refuse outputs that would replace an input or an existing file, land among the inputs, or collide
+    (``skip_existing``: existing files are kept and not translated again, so they are no reason to refuse)."""
     seen: dict[str, Path] = {}
     for job in jobs:
         for target in job.targets:
@@ -137,7 +138,7 @@ def check_outputs(jobs: list[Job], source: Path, output: Path, overwrite: bool) 
                     "or pass --overwrite"
                 )
     existing = [target for job in jobs for target in job.targets if target.exists()]
-    if existing:
+    if existing and not skip_existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise DataError(
             f"output: {existing[0]} already exists{more}; choose another output or pass --overwrite to replace"
@@ -168,6 +169,7 @@ def translate_paths(
     overwrite: bool = False,
     progress: bool | None = None,
     notes: list[str] | None = None,
+    skip_existing: bool = False,
 ) -> list[Path]:
     """Translate a file or every image of a folder; consecutive images of one size share a batch.
 
@@ -177,7 +179,12 @@ def translate_paths(
     always whole, ``N`` in ``N x N`` tiles (:func:`sesim.inference.tiling.translate_tiled`) for any image
     larger than that. ``progress``: a bar over images and tiles (``None``: on a terminal only).
     ``notes`` collects what the caller should tell the user (renamed outputs, automatic tiling).
+    ``skip_existing`` translates only what has no output yet (the rest of a folder after a stop or
+    an unreadable image). Each output is written under a temporary name and then renamed, so a stop
+    never leaves a truncated image behind to be taken for a finished one.
     """
+    if overwrite and skip_existing:
+        raise DataError("--overwrite replaces existing outputs, --skip-existing keeps them: give one")
     source, output, device = Path(source), Path(output), torch.device(device)
     notes = [] if notes is None else notes
     if not source.exists():
@@ -185,7 +192,15 @@ def translate_paths(
     inputs = list_images(source, "input") if source.is_dir() else [source]
     jobs, renamed = plan_outputs(inputs, source, output, 0 if styles is None else len(styles))
     notes.extend(renamed)
-    check_outputs(jobs, source, output, overwrite)
+    check_outputs(jobs, source, output, overwrite, skip_existing)
+    keep = {target for job in jobs for target in job.targets if target.exists()} if skip_existing else set()
+    if keep:
+        done = [job for job in jobs if keep.issuperset(job.targets)]
+        jobs = [job for job in jobs if not keep.issuperset(job.targets)]
+        if done:
+            notes.append(f"--skip-existing: {len(done)} of {len(done) + len(jobs)} inputs already have their outputs")
+        if not jobs:
+            return []
     try:
         jobs[0].targets[0].parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -195,30 +210,55 @@ def translate_paths(
     codes = [None] if styles is None else list(styles)
     written: list[Path] = []
     bar = tqdm(total=len(jobs), unit="image", disable=None if progress is None else not progress, leave=False)
-    images_in_order = ((job, load_rgb(job.source)) for job in jobs)
-    for group in same_size_batches(images_in_order, lambda item: item[1].size, batch_size):
-        width, height = group[0][1].size
-        side, parts = tile or 0, [group]
-        fitting = auto_tile(height * width, free, per_pixel) if tile is None else None
-        if fitting is not None:  # one image does not fit
-            side = fit_tile(height, width, fitting)
-            parts = [[item] for item in group]
-            notes.append(
-                f"{group[0][0].source.name} ({width}x{height}) would need ~{height * width * per_pixel / 2**30:.1f} "
-                f"GiB, {free / 2**30:.1f} GiB are free: translated in {side}x{side} tiles (--tile N to choose)"
+    try:
+        images_in_order = ((job, load_rgb(job.source)) for job in jobs)
+        for group in same_size_batches(images_in_order, lambda item: item[1].size, batch_size):
+            width, height = group[0][1].size
+            side, parts = tile or 0, [group]
+            fitting = auto_tile(height * width, free, per_pixel) if tile is None else None
+            if fitting is not None:  # one image does not fit
+                side = fit_tile(height, width, fitting)
+                parts = [[item] for item in group]
+                need = height * width * per_pixel / 2**30
+                notes.append(
+                    f"{group[0][0].source.name} ({width}x{height}) would need ~{need:.1f} GiB, {free / 2**30:.1f} "
+                    f"GiB are free: translated in {side}x{side} tiles (--tile N to choose)"
+                )
+            elif tile is None and auto_tile(len(group) * height * width, free, per_pixel) is not None:
+                parts = [[item] for item in group]  # the batch does not fit, one image does
+            for part in parts:
+                images = torch.stack([to_tensor(image) for _, image in part]).to(device)
+                for k, code in enumerate(codes):
+                    results = _translate_batch(generator, images, autocast, code, side, overlap, bar, part)
+                    for (job, _), result in zip(part, results, strict=True):
+                        if job.targets[k] not in keep:
+                            save_image(to_image(result), job.targets[k])
+                            written.append(job.targets[k])
+                bar.update(len(part))
+    except (DataError, KeyboardInterrupt) as stop:
+        if written and len(jobs) > 1:
+            rest = (
+                f"{len(written)} output(s) written to {written[0].parent}; "
+                "rerun with --skip-existing to translate only the rest"
             )
-        elif tile is None and auto_tile(len(group) * height * width, free, per_pixel) is not None:
-            parts = [[item] for item in group]  # the batch does not fit, one image does
-        for part in parts:
-            images = torch.stack([to_tensor(image) for _, image in part]).to(device)
-            for k, code in enumerate(codes):
-                results = _translate_batch(generator, images, autocast, code, side, overlap, bar, part)
-                for (job, _), result in zip(part, results, strict=True):
-                    to_image(result).save(job.targets[k])
-                    written.append(job.targets[k])
-            bar.update(len(part))
-    bar.close()
+            if isinstance(stop, KeyboardInterrupt):
+                stop.hint = rest  # the CLI prints it under "interrupted"
+                raise
+            raise type(stop)(f"{stop}; {rest}") from None
+        raise
+    finally:
+        bar.close()
     return written
+
+
+def save_image(image: Image.Image, path: Path) -> None:
+    """Write ``image`` to ``path`` through a temporary file beside it: the name appears only complete."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        image.save(partial, format=Image.registered_extensions()[path.suffix.lower()])
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _translate_batch(generator, images, autocast, style, tile: int, overlap, bar, group) -> torch.Tensor:
