@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import sesim.inference.export as export_module
 from sesim.cli import main
 from sesim.data.images import load_rgb, to_tensor
 from sesim.inference import load_generator
@@ -75,3 +76,22 @@ def test_export_takes_any_size_like_translate_and_carries_metadata(run_dir, tmp_
     assert info["value_range"] == "[-1, 1]" and info["channel_order"] == "RGB" and info["layout"] == "NCHW"
     assert info["method"] == "one_sided" and info["preset"] == "fsesim" and info["trained_steps"] == "2"
     assert info["sesim_version"]
+
+
+def test_an_export_over_the_tolerance_replaces_nothing(run_dir, tmp_path, capsys, monkeypatch):
+    target = tmp_path / "g.pt"
+    assert main(["export", str(run_dir), str(target)]) == 0
+    before = target.read_bytes()
+    capsys.readouterr()
+    exact = export_module.run_exported  # a runtime that drifts by 0.01 stands for a broken export
+    monkeypatch.setattr(export_module, "run_exported", lambda path, images: exact(path, images) + 0.01)
+    assert main(["export", str(run_dir), str(target), "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert "differs from PyTorch by 1.00e-02 (> 0.001)" in err and f"{target} is unchanged" in err
+    assert err.count("\n") == 1 and target.read_bytes() == before and sorted(tmp_path.iterdir()) == [target]
+    assert main(["export", str(run_dir), str(tmp_path / "new.onnx")]) == 1
+    assert "nothing written (a --tolerance above it" in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == [target]
+    assert main(["export", str(run_dir), str(tmp_path / "new.onnx"), "--tolerance", "-1"]) == 2
+    assert "--tolerance must be at least 0" in capsys.readouterr().err
+    assert main(["export", str(run_dir), str(tmp_path / "new.pt"), "--tolerance", "0.02"]) == 0

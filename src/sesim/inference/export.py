@@ -125,8 +125,20 @@ def run_exported(path: str | Path, images: torch.Tensor) -> torch.Tensor:
         return torch.jit.load(str(path))(images)
 
 
+class ExportMismatch(RuntimeError):
+    """The exported model's output is further from PyTorch's than the tolerance: nothing was written."""
+
+    def __init__(self, gap: float, tolerance: float) -> None:
+        super().__init__(f"the export differs from PyTorch by {gap:.2e} (> {tolerance:g})")
+        self.gap, self.tolerance = gap, tolerance
+
+
 def export_generator(
-    checkpoint: str | Path, output: str | Path, check_image: str | Path | None = None, overwrite: bool = False
+    checkpoint: str | Path,
+    output: str | Path,
+    check_image: str | Path | None = None,
+    overwrite: bool = False,
+    tolerance: float | None = None,
 ) -> float:
     """Write the checkpoint's generator to ``output`` (format from the suffix) and compare the
     exported model with ``sesim translate``'s PyTorch path on ``check_image`` (any size; default a
@@ -134,7 +146,8 @@ def export_generator(
 
     An existing ``output`` is replaced only with ``overwrite``, and never when it is the checkpoint
     itself (or a hard link to it, as ``latest.pt`` is to the newest step file). The export is
-    written beside ``output`` and renamed onto it when complete, so a failed export replaces nothing."""
+    written beside ``output`` and renamed onto it when complete, so a failed export replaces nothing;
+    nor does one whose difference is over ``tolerance`` (:class:`ExportMismatch`)."""
     output = Path(output)
     kind = export_format(output)
     source = checkpoint_file(checkpoint)
@@ -156,6 +169,8 @@ def export_generator(
         (_to_onnx if kind == "onnx" else _to_torchscript)(generator, example, partial, info)
         expected = translate_tensor(generator, images)  # the same padding as sesim translate
         gap = (run_exported(partial, images) - expected).abs().max().item()
+        if tolerance is not None and not gap <= tolerance:  # NaN fails too
+            raise ExportMismatch(gap, tolerance)
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
