@@ -40,7 +40,7 @@ def main() -> None:
     translated = scratch / "translated"
     assert sesim(["translate", args.run_dir, str(aerial), str(translated), "--device", "cpu"]) == 0
     assert sesim(["eval", "--real", str(truth), "--fake", str(translated), "--paired-with", str(truth),
-                  "--out", args.out, "--device", "cpu"]) == 0  # fmt: skip
+                  "--out", args.out, "--device", "cpu", "--overwrite"]) == 0  # fmt: skip
     result = json.loads(Path(args.out).with_suffix(".json").read_text())
     result["run_dir"] = str(args.run_dir)
     Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=2))

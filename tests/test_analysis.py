@@ -59,7 +59,8 @@ def test_analyze_cli_writes_table_plot_and_lsesim_row(paired, tmp_path, capsys):
     assert "| FSeSim global cos |" in (out / "analysis.md").read_text()
     with Image.open(out / "analysis.png") as picture:
         assert picture.size[0] > 500
-    other_taps = [*args[: args.index("--taps") + 1], "relu1_2", *args[args.index("--taps") + 2 :]]
+    assert main(args) == 2 and "analysis.json already exists (and 2 more)" in capsys.readouterr().err
+    other_taps = [*args[: args.index("--taps") + 1], "relu1_2", *args[args.index("--taps") + 2 :], "--overwrite"]
     assert main(other_taps) == 2  # the heads' own taps, not silently swapped for the ones asked
     assert "sit on taps relu1_2,relu2_1" in capsys.readouterr().err
 

@@ -111,6 +111,24 @@ def test_eval_cli_writes_json_and_markdown(tmp_path, capsys):
     assert "PSNR" in capsys.readouterr().out
 
 
+def test_eval_keeps_existing_reports_unless_overwrite(tmp_path, capsys):
+    real = write_folder(tmp_path / "real", {"t0": np.full((16, 16, 3), 90, np.uint8)})
+    args = ["eval", "--real", str(real), "--fake", str(real), "--paired-with", str(real), "--metrics", "paired"]
+    (tmp_path / "notes.md").write_text("the user's own notes")
+    assert main([*args, "--out", str(tmp_path / "notes.json")]) == 2  # would write notes.json and notes.md
+    assert f"--out: {tmp_path / 'notes.md'} already exists; choose another --out or pass --overwrite" in (
+        capsys.readouterr().err
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.md", "real"]
+    assert main([*args, "--out", str(tmp_path / "eval_v2.1")]) == 0  # a dot that is not a suffix stays
+    assert sorted(p.name for p in tmp_path.glob("eval_*")) == ["eval_v2.1.json", "eval_v2.1.md"]
+    assert main(args) == 0 and (tmp_path / "eval_real.json").is_file()  # the default: eval_FAKE beside --fake
+    assert main(args) == 2 and "eval_real.json already exists (and 1 more)" in capsys.readouterr().err
+    (tmp_path / "eval_real.json").write_text("{}")
+    assert main([*args, "--overwrite"]) == 0
+    assert json.loads((tmp_path / "eval_real.json").read_text())["paired"]["rmse"] == 0
+
+
 @pytest.mark.parametrize(
     "case,message",
     [

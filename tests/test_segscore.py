@@ -101,6 +101,11 @@ def test_segscore_cli_loads_a_weights_file_and_reports_bad_files(tmp_path, capsy
             "--real", photos, "--out", str(tmp_path / "s")]  # fmt: skip
     assert main(args) == 0
     assert "real photos (upper bound)" in capsys.readouterr().out and (tmp_path / "s.json").is_file()
+    report = (tmp_path / "s.json").read_bytes()
+    assert main(args) == 2  # checked before the segmenter is loaded or anything scored
+    assert "--out: " in (err := capsys.readouterr().err) and "s.json already exists (and 1 more)" in err
+    assert (tmp_path / "s.json").read_bytes() == report
+    args.append("--overwrite")
 
     torch.save({"seg.weight": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(WeightsUnavailableError, match="not a DRN-D-22"):

@@ -77,6 +77,29 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_files(out: str | Path) -> list[Path]:
+    """``OUT.json`` and ``OUT.md``: a ``.json`` / ``.md`` suffix of ``out`` is dropped, any other dot
+    kept (``--out eval_v2.1`` writes ``eval_v2.1.json``, not ``eval_v2.json``)."""
+    out = Path(out)
+    base = out.with_suffix("") if out.suffix.lower() in (".json", ".md") else out
+    return [base.with_name(base.name + suffix) for suffix in (".json", ".md")]
+
+
+def check_reports(paths: list[Path], option: str, overwrite: bool) -> None:
+    """A report replaces an existing file only with ``--overwrite`` (checked before the work)."""
+    from sesim.errors import DataError
+
+    for path in paths:
+        if path.is_dir():
+            raise DataError(f"{option}: {path} is a folder; choose another {option}")
+    taken = [path for path in paths if path.exists()]
+    if taken and not overwrite:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise DataError(
+            f"{option}: {taken[0]} already exists{more}; choose another {option} or pass --overwrite to replace it"
+        )
+
+
 def _translate(args: argparse.Namespace) -> int:
     from sesim.config import ConfigError
     from sesim.inference import load_generator, pick_device, resolve_precision, translate_paths
@@ -177,6 +200,9 @@ def _eval(args: argparse.Namespace) -> int:
     from sesim.inference import pick_device
 
     metrics = args.metrics.split(",") if args.metrics else None
+    out = Path(args.out) if args.out else Path(args.fake).parent / f"eval_{Path(args.fake).name}"
+    reports = report_files(out)
+    check_reports(reports, "--out", args.overwrite)  # before the scoring, not after it
     device = pick_device(args.device)
     result = evaluate(
         args.real,
@@ -190,24 +216,24 @@ def _eval(args: argparse.Namespace) -> int:
     for warning in result.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     table = markdown(result)
-    out = Path(args.out) if args.out else Path(args.fake).parent / f"eval_{Path(args.fake).name}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(table)
+    reports[0].parent.mkdir(parents=True, exist_ok=True)
+    reports[0].write_text(json.dumps(result, indent=2))
+    reports[1].write_text(table)
     print(table, end="")
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    print(f"wrote {reports[0]} and {reports[1]}")
     return 0
 
 
 def _analyze(args: argparse.Namespace) -> int:
     from sesim.analysis.alignment import analyze, markdown, plot
 
+    out = Path(args.out)
+    check_reports([out / "analysis.json", out / "analysis.md", out / "analysis.png"], "--out", args.overwrite)
     summary = analyze(
         args.a, args.b, args.backbone, tuple(args.taps.split(",")) if args.taps else None, args.size,
         args.max_pairs, args.unaligned, window=args.window, heads_checkpoint=args.heads_from,
         weights=args.weights, seed=args.seed,
     )  # fmt: skip
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "analysis.json").write_text(json.dumps(summary, indent=1))
     table = markdown(summary)
@@ -254,13 +280,15 @@ def _segscore(args: argparse.Namespace) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise ConfigError(f"--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 256x128") from None
+    reports = report_files(args.out) if args.out else []
+    check_reports(reports, "--out", args.overwrite)
     segmenter = load_segmenter(args.segmenter_weights)
     result = cityscapes_score(args.photos, args.labels, segmenter, args.real, (width, height), pick_device(args.device))
     table = markdown(result)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=2))
-        Path(args.out).with_suffix(".md").write_text(table)
+    if reports:
+        reports[0].parent.mkdir(parents=True, exist_ok=True)
+        reports[0].write_text(json.dumps(result, indent=2))
+        reports[1].write_text(table)
     print(table, end="")
     return 0
 
@@ -410,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--inception-weights", help=f"FID Inception weights file ({INCEPTION_FILE})")
     evaluation.add_argument("--out", help="output path without suffix (default: eval_FAKE next to --fake)")
     evaluation.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    evaluation.add_argument("--overwrite", action="store_true", help="replace existing OUT.json / OUT.md")
     evaluation.set_defaults(run=_eval)
 
     analysis = _command(
@@ -433,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--heads-from", metavar="CHECKPOINT", help="add LSeSim with this run's trained heads")
     analysis.add_argument("--seed", type=int, default=0, help="seed of the unaligned partners and query positions")
     analysis.add_argument("--out", default="analysis", help="output folder")
+    analysis.add_argument("--overwrite", action="store_true", help="replace the analysis.* files in --out")
     analysis.set_defaults(run=_analyze)
 
     visual = _command(
@@ -464,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--size", default="256x128", help="WIDTHxHEIGHT the photos are scored at")
     seg.add_argument("--out", help="write OUT.json and OUT.md")
     seg.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    seg.add_argument("--overwrite", action="store_true", help="replace existing OUT.json / OUT.md")
     seg.set_defaults(run=_segscore)
 
     demo = _command(
