@@ -73,6 +73,9 @@ def test_analyze_bad_input(paired, tmp_path, capsys):
         paired_files(paired[0], lonely)
     assert main(["analyze", "--a", str(paired[0]), "--b", str(tmp_path / "missing")]) == 2
     assert "folder not found" in capsys.readouterr().err
+    (tmp_path / "report.json").write_text("{}")
+    assert main(["analyze", "--a", str(paired[0]), "--b", str(paired[1]), "--out", str(tmp_path / "report.json")]) == 2
+    assert "is a file; analyze writes a folder" in capsys.readouterr().err
 
 
 def test_visualize_writes_the_expected_grid(tmp_path, paired, capsys):

@@ -226,8 +226,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _analyze(args: argparse.Namespace) -> int:
     from sesim.analysis.alignment import analyze, markdown, plot
+    from sesim.errors import DataError
 
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file; analyze writes a folder (analysis.json, .md, .png): name a folder")
     check_reports([out / "analysis.json", out / "analysis.md", out / "analysis.png"], "--out", args.overwrite)
     summary = analyze(
         args.a, args.b, args.backbone, tuple(args.taps.split(",")) if args.taps else None, args.size,
