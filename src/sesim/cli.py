@@ -88,16 +88,13 @@ def report_files(out: str | Path) -> list[Path]:
 def check_reports(paths: list[Path], option: str, overwrite: bool) -> None:
     """A report replaces an existing file only with ``--overwrite`` (checked before the work)."""
     from sesim.errors import DataError
+    from sesim.inference.translate import refuse_existing
 
     for path in paths:
         if path.is_dir():
             raise DataError(f"{option}: {path} is a folder; choose another {option}")
-    taken = [path for path in paths if path.exists()]
-    if taken and not overwrite:
-        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
-        raise DataError(
-            f"{option}: {taken[0]} already exists{more}; choose another {option} or pass --overwrite to replace it"
-        )
+    if not overwrite:
+        refuse_existing(paths, option)
 
 
 def _translate(args: argparse.Namespace) -> int:

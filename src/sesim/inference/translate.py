@@ -110,9 +110,12 @@ def plan_outputs(inputs: list[Path], source: Path, output: Path, styles: int = 0
     return jobs, notes
 
 
-def check_outputs(jobs: list[Job], source: Path, output: Path, overwrite: bool, skip_existing: bool = False) -> None:
+def check_outputs(
+    jobs: list[Job], source: Path, output: Path, overwrite: bool, skip_existing: bool = False
+) -> set[Path]:
     """Refuse outputs that would replace an input or an existing file, land among the inputs, or collide
-    (``skip_existing``: existing files are kept and not translated again, so they are no reason to refuse)."""
+    (``skip_existing``: existing files are kept and not translated again, so they are no reason to refuse).
+    Returns the targets that exist already."""
     seen: dict[str, Path] = {}
     for job in jobs:
         for target in job.targets:
@@ -120,8 +123,9 @@ def check_outputs(jobs: list[Job], source: Path, output: Path, overwrite: bool, 
             if key in seen:
                 raise DataError(f"output: {seen[key]} and {target} would be the same file; rename one input")
             seen[key] = target
+    existing = {target for job in jobs for target in job.targets if target.exists()}
     if overwrite:
-        return
+        return existing
     if source.is_dir():
         folder, out = source.resolve(), output.resolve()
         if out == folder or folder in out.parents:
@@ -137,11 +141,18 @@ def check_outputs(jobs: list[Job], source: Path, output: Path, overwrite: bool, 
                     f"output: {target} is an input image and would be overwritten; choose another output "
                     "or pass --overwrite"
                 )
-    existing = [target for job in jobs for target in job.targets if target.exists()]
-    if existing and not skip_existing:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+    if not skip_existing:
+        refuse_existing([target for job in jobs for target in job.targets if target in existing], "output")
+    return existing
+
+
+def refuse_existing(paths: list[Path], option: str) -> None:
+    """Refuse when any of ``paths`` exists (what ``--overwrite`` would allow); names the first one."""
+    taken = [path for path in paths if path.exists()]
+    if taken:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
         raise DataError(
-            f"output: {existing[0]} already exists{more}; choose another output or pass --overwrite to replace"
+            f"{option}: {taken[0]} already exists{more}; choose another {option} or pass --overwrite to replace"
         )
 
 
@@ -192,8 +203,8 @@ def translate_paths(
     inputs = list_images(source, "input") if source.is_dir() else [source]
     jobs, renamed = plan_outputs(inputs, source, output, 0 if styles is None else len(styles))
     notes.extend(renamed)
-    check_outputs(jobs, source, output, overwrite, skip_existing)
-    keep = {target for job in jobs for target in job.targets if target.exists()} if skip_existing else set()
+    existing = check_outputs(jobs, source, output, overwrite, skip_existing)
+    keep = existing if skip_existing else set()
     if keep:
         done = [job for job in jobs if keep.issuperset(job.targets)]
         jobs = [job for job in jobs if not keep.issuperset(job.targets)]
