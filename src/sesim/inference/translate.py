@@ -162,9 +162,9 @@ def check_output_file(output: Path, source: str | Path, source_name: str, option
     if not output.exists():
         return
     if Path(source).exists() and os.path.samefile(output, source):
-        raise DataError(f"{option} {output} is {source_name}; choose another file name")
+        raise DataError(f"{option}: {output} is {source_name}; choose another file name")
     if not overwrite:
-        raise DataError(f"{option} {output} already exists; choose another name or pass --overwrite to replace it")
+        refuse_existing([output], option)
 
 
 def translate_paths(
