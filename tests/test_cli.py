@@ -146,11 +146,15 @@ def server():
     httpd.shutdown()
 
 
-def test_download_from_local_server(tmp_path, server):
+def test_download_from_local_server(tmp_path, server, capsys):
     target = download("toy", tmp_path, progress=False, datasets={"toy": server})
     assert (target / "trainA" / "1.txt").read_text() == "x" * 5000
     with pytest.raises(DataError, match="already exists"):
         download("toy", tmp_path, progress=False, datasets={"toy": server})
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["download", "maps", "--dir", str(tmp_path / "notes.txt")]) == 2  # refused before any request
+    assert "--dir " in (err := capsys.readouterr().err) and "notes.txt is a file; choose a folder" in err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_truncated_download_is_retried(tmp_path, server):

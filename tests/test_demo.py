@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from sesim.cli import main
 
 
@@ -25,7 +27,30 @@ def test_demo_refuses_settings_it_would_drop_or_contradict(tmp_path, capsys):
         (["--set", f"data.root={tmp_path}"], "the demo trains and scores on its own data"),
         (["--set", f"log.out_dir={tmp_path}"], "use --out"),
         (["--steps", "3", "--set", "train.max_steps=5"], "both set the steps"),
+        (["--steps", "0"], "demo: --steps must be at least 1, got 0"),
     ]:
         assert main(["demo", "--out", str(tmp_path / "runs"), *extra]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # refused before anything was written
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(tmp_path / "notes.txt")]) == 2
+    assert "demo: --out " in (err := capsys.readouterr().err) and "notes.txt is a file; choose a folder" in err
+
+
+def test_demo_data_interrupted_while_written_is_written_again(tmp_path, monkeypatch):
+    """A Ctrl-C while the demo writes its domains leaves no demo-data folder to train on half of."""
+    import sesim.demo
+    from sesim.data.synthetic import write_domains
+
+    def stopped(root, **sizes):
+        write_domains(root, **{**sizes, "train": 3})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sesim.demo, "write_domains", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        sesim.demo.demo_data(tmp_path / "demo-data")
+    assert not (tmp_path / "demo-data").exists()
+    monkeypatch.undo()
+    root = sesim.demo.demo_data(tmp_path / "demo-data")
+    assert len(list((root / "trainA").iterdir())) == 200 and len(list((root / "testL").iterdir())) == 8
+    assert not list(tmp_path.glob(".*"))  # the partial folder was replaced, not left beside it

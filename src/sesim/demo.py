@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -63,6 +65,19 @@ def loss_curves(run_dir: Path, path: Path) -> Path:
     return path
 
 
+def demo_data(root: Path) -> Path:
+    """The demo's domains, written once per ``--out`` folder. They are written to a hidden folder
+    and renamed into place when complete, so a demo interrupted while writing them writes them
+    again next time instead of training and scoring on part of them."""
+    if root.is_dir():
+        return root
+    partial = root.with_name(f".{root.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    write_domains(partial, train=200, test=8, size=64, seed=0)
+    os.replace(partial, root)
+    return root
+
+
 def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[str, ...] = ()) -> Path:
     """Generate data, train, and write ``report.html`` / ``report.png`` / ``report.json``; returns the run dir."""
     started = time.time()
@@ -72,9 +87,11 @@ def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[s
             raise ConfigError(f"demo: --set {keys[key]}: {instead}")
     if steps is not None and "train.max_steps" in keys:
         raise ConfigError(f"demo: --steps {steps} and --set {keys['train.max_steps']} both set the steps; give one")
-    data_root = Path(out_dir) / "demo-data"
-    if not (data_root / "trainA").is_dir():
-        write_domains(data_root, train=200, test=8, size=64, seed=0)
+    if steps is not None and steps < 1:
+        raise ConfigError(f"demo: --steps must be at least 1, got {steps}")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(f"demo: --out {out_dir} is a file; choose a folder (it is created if missing)")
+    data_root = demo_data(Path(out_dir) / "demo-data")
     sets = [f"data.root={data_root}", f"log.out_dir={out_dir}", *overrides]
     if steps is not None:
         sets.append(f"train.max_steps={steps}")

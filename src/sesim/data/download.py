@@ -58,6 +58,8 @@ def download(
     if name not in datasets:
         raise DataError(f"unknown dataset {name!r}; available: {', '.join(sorted(datasets))}")
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"--dir {root} is a file; choose a folder (it is created if missing)")
     target = root / name
     if target.exists():
         raise DataError(f"{target} already exists; remove it or choose another --dir")
