@@ -34,8 +34,13 @@ def cpu_model() -> str | None:
 
 
 def cpu_name() -> str:
-    """The CPU's marketing name where the system gives one, else its architecture (``x86_64``)."""
-    return cpu_model() or platform.processor() or platform.machine()
+    """The CPU's marketing name where the system gives one, else its architecture (``x86_64``),
+    with the vector kernels PyTorch runs on it (``AMD EPYC (AVX2)``): one model name covers
+    machines with and without AVX-512, whose step times differ twofold."""
+    name = cpu_model() or platform.processor() or platform.machine()
+    capability = torch.backends.cpu.get_cpu_capability()
+    kernels = {"AVX512": "AVX-512", "DEFAULT": None}.get(capability, capability)
+    return f"{name} ({kernels})" if kernels else name
 
 
 def interleaved_medians(

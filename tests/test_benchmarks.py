@@ -38,6 +38,16 @@ def test_interleaved_medians_times_every_function_in_shuffled_rounds():
     assert len(set(rounds)) > 1, "every round ran in the same order"
 
 
+def test_cpu_name_says_which_vector_kernels_ran(monkeypatch):
+    """Two machines with one model name ("AMD EPYC"), one with AVX-512 and one without, train at
+    twofold different speeds: the recorded name tells them apart."""
+    common = _load("common")
+    monkeypatch.setattr(common, "cpu_model", lambda: "AMD EPYC")
+    for capability, name in [("AVX512", "AMD EPYC (AVX-512)"), ("AVX2", "AMD EPYC (AVX2)"), ("DEFAULT", "AMD EPYC")]:
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda capability=capability: capability)
+        assert common.cpu_name() == name
+
+
 def _in_git_checkout() -> bool:
     probe = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True)
     return probe.returncode == 0
