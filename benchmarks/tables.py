@@ -269,7 +269,7 @@ def study(result: dict) -> str:
     if len(cpus) <= 1:
         where = next(iter(cpus), machine.get("cpu"))
     lines = [
-        f"`benchmarks/study.py`, {where} ({machine.get('threads')} threads), torch "
+        f"`benchmarks/study.py`, {where}, {machine.get('threads')} threads, torch "
         f"{machine.get('torch')}; mean +- std over seeds (n; one seed: its value), every cell trained and scored "
         "through `sesim train`, `sesim translate` and `sesim eval`."
         + (" Train s: the mean on each CPU in that order (- where none ran there)." if len(cpus) > 1 else ""),
@@ -359,7 +359,7 @@ def demo(result: dict) -> str:
     runs = result["runs"]
     names = list(runs[0]["colour_error"])
     lines = [
-        f"`python benchmarks/demo_picture.py` ({result['machine']}, {result['date']}): `sesim demo` in a fresh "
+        f"`python benchmarks/demo_picture.py` on {result['machine']}, {result['date']}: `sesim demo` in a fresh "
         "process per seed, wall time including start-up and data; colour error is the RGB distance of each class's "
         "mean colour to the ground-truth rendering's; lost: test images on which the class took another's colour.",
         "",

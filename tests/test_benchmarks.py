@@ -158,7 +158,7 @@ def test_the_study_table_names_each_machine_and_compares_against_a_seeded_best()
 
     machine = {"cpu": "Xeon", "threads": 2, "torch": "2"}
     one = {"machine": machine, "cells": [cell("a", 0, 10.0), cell("a", 1, 11.0)]}
-    assert tables.study(one).startswith("`benchmarks/study.py`, Xeon (2 threads)")
+    assert tables.study(one).startswith("`benchmarks/study.py`, Xeon, 2 threads")
     assert "| a | 2 | 10.50 +- 0.71 | 100 +- 0 | 0: 10.00, 1: 11.00 | best |" in tables.study(one)
     cells = [
         cell("a", 0, 10.0), cell("a", 1, 11.0, cpu="EPYC", train_seconds=250.0),  # a: 10-11 dB
@@ -167,7 +167,7 @@ def test_the_study_table_names_each_machine_and_compares_against_a_seeded_best()
         cell("d", 0, 20.0, cpu="EPYC"),  # one lucky seed
     ]  # fmt: skip
     table = tables.study({"machine": machine, "cells": cells})
-    assert "4 cells on Xeon; 3 cells on EPYC (2 threads)" in table
+    assert "4 cells on Xeon; 3 cells on EPYC, 2 threads" in table
     lines = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     rows = {line.split(" | ")[0][2:]: line for line in lines}
     assert rows["a"].endswith("| 100 / 250 | 0: 10.00, 1: 11.00 | worse beyond the seed spread |")
