@@ -90,7 +90,7 @@ def main() -> None:
     results |= {
         "steps": args.steps,
         "recipe": [*CPU_RECIPE, *SHARED],
-        "machine": f"{cpu_name()} ({torch.get_num_threads()} threads)",
+        "machine": f"{cpu_name()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
     }
