@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from sesim.backbones import FrozenBackbone, build_backbone, check_taps
+from sesim.losses.fused import contrastive_spatial_loss_taps, spatial_correlative_loss_taps
 from sesim.losses.spatial import (
     COMPARISONS,
     Mode,
@@ -37,6 +38,8 @@ class SpatialCorrelativeLoss(nn.Module):
         heads: ``None`` (FSeSim), a :class:`SimilarityHeads`, or ``True`` to build heads for
             ``taps`` (LSeSim; train them with :meth:`contrastive`).
         weights: pretrained weights for a backbone given by name (see ``build_backbone``).
+        fused: compute all taps at once (:mod:`sesim.losses.fused`; the same values in far fewer
+            kernels), or tap by tap with the readable functions (``False``).
 
     Example:
         >>> loss_fn = SpatialCorrelativeLoss("vgg16", weights="random")  # doctest: +SKIP
@@ -53,6 +56,7 @@ class SpatialCorrelativeLoss(nn.Module):
         num_queries: int = 256,
         heads: SimilarityHeads | bool | None = None,
         weights: str | os.PathLike = "imagenet",
+        fused: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(backbone, str):
@@ -80,6 +84,7 @@ class SpatialCorrelativeLoss(nn.Module):
         self.normalize = normalize
         self.mode = mode
         self.num_queries = num_queries
+        self.fused = fused
 
     def features(self, images: Tensor, grad: bool = True) -> dict[str, Tensor]:
         """Backbone features at ``self.taps`` (``(B, C, H, W)`` each), without heads."""
@@ -105,6 +110,12 @@ class SpatialCorrelativeLoss(nn.Module):
             )
         source = self.features(source_images, grad=False)
         translated = self.features(translated_images)
+        if self.fused:
+            with torch.no_grad():
+                sources = [self.project(tap, source[tap]) for tap in self.taps]
+            ids = [self._query_ids(features, generator) for features in sources]
+            targets = [self.project(tap, translated[tap]) for tap in self.taps]
+            return spatial_correlative_loss_taps(sources, targets, ids, self.window, self.normalize, self.mode)
         losses = []
         for tap in self.taps:
             with torch.no_grad():
@@ -134,6 +145,10 @@ class SpatialCorrelativeLoss(nn.Module):
             raise ValueError("contrastive: this loss has no heads; build it with heads=True for LSeSim")
         views = torch.cat([source_images, target_images, other_images])
         features = self.features(views, grad=False)
+        if self.fused:
+            projected = [self.heads(tap, features[tap]) for tap in self.taps]
+            ids = [self._query_ids(views, generator) for views in projected]
+            return contrastive_spatial_loss_taps(projected, ids, self.window, self.normalize, temperature)
         losses = []
         for tap in self.taps:
             projected = self.heads(tap, features[tap])
