@@ -40,6 +40,9 @@ class FrozenBackbone(nn.Module):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        # The same map as x * scale + shift, one kernel each way in a training step.
+        self.register_buffer("input_scale", 0.5 / self.std, persistent=False)
+        self.register_buffer("input_shift", (0.5 - self.mean) / self.std, persistent=False)
 
     @property
     def taps(self) -> tuple[str, ...]:
@@ -59,8 +62,9 @@ class FrozenBackbone(nn.Module):
         return super().train(False)
 
     def normalize_input(self, images: Tensor) -> Tensor:
-        """``[-1, 1]`` images -> the network's expected input: ``((x + 1) / 2 - mean) / std``."""
-        return ((images + 1) * 0.5 - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        """``[-1, 1]`` images -> the network's expected input: ``((x + 1) / 2 - mean) / std``,
+        computed as one ``x * a + b`` (one kernel forward and backward instead of four)."""
+        return torch.addcmul(self.input_shift.to(images.dtype), images, self.input_scale.to(images.dtype))
 
     def forward(self, images: Tensor, taps: Iterable[str]) -> dict[str, Tensor]:
         """Features at the requested taps.

@@ -26,7 +26,7 @@ class PatchDiscriminator(nn.Module):
             block: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, stride=stride, padding=1)]
             if norm:
                 block.append(nn.InstanceNorm2d(c_out))
-            block.append(nn.LeakyReLU(0.2, True))
+            block.append(nn.LeakyReLU(0.2))
             if antialias:
                 block.append(BlurDownsample(c_out))
             return block
@@ -38,7 +38,7 @@ class PatchDiscriminator(nn.Module):
             model += down(width, next_width, norm=True)
             width = next_width
         last = ndf * min(2**layers, 8)
-        model += [nn.Conv2d(width, last, 4, padding=1), nn.InstanceNorm2d(last), nn.LeakyReLU(0.2, True)]
+        model += [nn.Conv2d(width, last, 4, padding=1), nn.InstanceNorm2d(last), nn.LeakyReLU(0.2)]
         model += [nn.Conv2d(last, 1, 4, padding=1)]
         self.model = nn.Sequential(*model)
         init_weights(self)

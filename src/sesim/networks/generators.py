@@ -18,7 +18,7 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels), nn.ReLU(),
             nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels),
         )  # fmt: skip
 
@@ -42,14 +42,14 @@ class ResnetGenerator(nn.Module):
 
     def __init__(self, ngf: int = 64, blocks: int = 9, antialias: bool = True, in_channels: int = 3) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), _norm(ngf), nn.ReLU(True)]
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), _norm(ngf), nn.ReLU()]
         width = ngf
         for _ in range(2):
             if antialias:
-                layers += [nn.Conv2d(width, width * 2, 3, padding=1), _norm(width * 2), nn.ReLU(True)]
+                layers += [nn.Conv2d(width, width * 2, 3, padding=1), _norm(width * 2), nn.ReLU()]
                 layers += [BlurDownsample(width * 2)]
             else:
-                layers += [nn.Conv2d(width, width * 2, 3, stride=2, padding=1), _norm(width * 2), nn.ReLU(True)]
+                layers += [nn.Conv2d(width, width * 2, 3, stride=2, padding=1), _norm(width * 2), nn.ReLU()]
             width *= 2
         layers += [ResidualBlock(width) for _ in range(blocks)]
         for _ in range(2):
@@ -57,7 +57,7 @@ class ResnetGenerator(nn.Module):
                 layers += [BlurUpsample(width), nn.Conv2d(width, width // 2, 3, padding=1)]
             else:
                 layers += [nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1)]
-            layers += [_norm(width // 2), nn.ReLU(True)]
+            layers += [_norm(width // 2), nn.ReLU()]
             width //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, 3, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)

@@ -23,6 +23,8 @@ class BlurDownsample(nn.Module):
         self.register_buffer("kernel", _binomial(3).expand(channels, 1, 3, 3).clone(), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        # Measured on an H200 (bf16, batch 8): this depthwise convolution's backward costs 4.7 ms of
+        # a 46.7 ms FSeSim step, but the same blur as two 2x2 average pools cost 16 ms: kept.
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.kernel.to(x.dtype), stride=2, groups=x.shape[1])
 
 
@@ -34,12 +36,15 @@ class BlurUpsample(nn.Module):
         self.register_buffer("kernel", (_binomial(4) * 4).expand(channels, 1, 4, 4).clone(), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        # Replicate-pad by one pixel, written as concatenations: same values as
-        # F.pad(mode="replicate"), whose backward torch.compile mishandles (pytorch#179442).
-        padded = torch.cat([x[:, :, :1], x, x[:, :, -1:]], dim=2)
-        padded = torch.cat([padded[..., :1], padded, padded[..., -1:]], dim=3)
-        out = F.conv_transpose2d(padded, self.kernel.to(x.dtype), stride=2, padding=2, groups=x.shape[1])
-        return out[:, :, 1:-1, 1:-1]
+        if torch.compiler.is_compiling():
+            # Replicate-pad by one pixel, written as concatenations: same values as
+            # F.pad(mode="replicate"), whose backward torch.compile mishandles (pytorch#179442).
+            padded = torch.cat([x[:, :, :1], x, x[:, :, -1:]], dim=2)
+            padded = torch.cat([padded[..., :1], padded, padded[..., -1:]], dim=3)
+        else:  # eager: one kernel each way instead of two concatenations and their slices
+            padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        # Padding 3 drops the same border as padding 2 and a one-pixel crop: 2H x 2W, no slice.
+        return F.conv_transpose2d(padded, self.kernel.to(x.dtype), stride=2, padding=3, groups=x.shape[1])
 
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:

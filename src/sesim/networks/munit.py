@@ -18,9 +18,9 @@ class ContentEncoder(nn.Module):
 
     def __init__(self, ngf: int, blocks: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = [_conv(3, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU(True)]
+        layers: list[nn.Module] = [_conv(3, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU()]
         for width in (ngf, 2 * ngf):
-            layers += [_conv(width, 2 * width, 4, 2), nn.InstanceNorm2d(2 * width), nn.ReLU(True)]
+            layers += [_conv(width, 2 * width, 4, 2), nn.InstanceNorm2d(2 * width), nn.ReLU()]
         self.model = nn.Sequential(*layers, *[_Residual(4 * ngf, adain=False) for _ in range(blocks)])
 
     def forward(self, images: Tensor) -> Tensor:
@@ -32,10 +32,10 @@ class StyleEncoder(nn.Module):
 
     def __init__(self, ngf: int, style_dim: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = [_conv(3, ngf, 7), nn.ReLU(True)]
+        layers: list[nn.Module] = [_conv(3, ngf, 7), nn.ReLU()]
         width = ngf
         for _ in range(4):
-            layers += [_conv(width, min(4 * ngf, 2 * width), 4, 2), nn.ReLU(True)]
+            layers += [_conv(width, min(4 * ngf, 2 * width), 4, 2), nn.ReLU()]
             width = min(4 * ngf, 2 * width)
         self.model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Conv2d(width, style_dim, 1))
 
@@ -83,7 +83,7 @@ class MultimodalGenerator(nn.Module):
         self.content_encoder = ContentEncoder(ngf, blocks)
         self.style_encoder = StyleEncoder(ngf, style_dim)
         self.residuals = nn.ModuleList([_Residual(width, adain=True) for _ in range(blocks)])
-        self.mlp = nn.Sequential(nn.Linear(style_dim, 256), nn.ReLU(True), nn.Linear(256, 256), nn.ReLU(True),
+        self.mlp = nn.Sequential(nn.Linear(style_dim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                                  nn.Linear(256, 4 * width * blocks))  # fmt: skip
         up: list[nn.Module] = []
         for w in (width, width // 2):
@@ -91,7 +91,7 @@ class MultimodalGenerator(nn.Module):
                 nn.Upsample(scale_factor=2, mode="nearest"),
                 _conv(w, w // 2, 5),
                 nn.GroupNorm(1, w // 2),
-                nn.ReLU(True),
+                nn.ReLU(),
             ]
         self.up = nn.Sequential(*up, _conv(width // 4, 3, 7), nn.Tanh())
 
