@@ -10,6 +10,7 @@ MODULES = [
     "sesim.losses.precision",
     "sesim.losses.spatial",
     "sesim.losses.info_nce",
+    "sesim.losses.adversarial",
     "sesim.data.synthetic",
 ]
 

@@ -2,6 +2,7 @@
 and test_reliability.py), and the small shared helpers they and the commands use."""
 
 import io
+from unittest import mock
 
 import pytest
 import torch
@@ -15,6 +16,8 @@ from sesim.training.chores import (
     BestScore,
     NonFiniteBudget,
     SkippedFiles,
+    SkippedUpdates,
+    Throughput,
     TimeBudget,
     TrainingStopped,
     plan_steps,
@@ -121,3 +124,22 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere():
     progress.show(1, scalars)
     progress.write("warning: still shown")
     assert off.getvalue() == "warning: still shown\n"
+
+
+def test_skipped_updates_are_read_in_one_go_and_name_their_step_loss_and_files():
+    guarded = SkippedUpdates()
+    guarded.add(1, ["discriminator", "generator"], torch.tensor([0.0, 0.0]), ["a.png"])
+    guarded.add(2, ["discriminator", "generator"], torch.tensor([0.0, 1.0]), ["b.png", "c.png"])
+    guarded.add(3, [], None, ["d.png"])  # no device guard (unfused optimizers): nothing to read
+    (found,) = guarded.take()
+    assert (found.step, found.loss, found.files) == (2, "generator", ["b.png", "c.png"])
+    assert "non-finite generator loss" in str(found) and guarded.take() == []
+
+
+def test_throughput_is_images_per_second_between_log_lines_and_the_minutes_left():
+    clock = iter([0.0, 10.0, 20.0])
+    speed = Throughput(batch_size=4, total_steps=1000, step=0)
+    speed.since = (0, next(clock))
+    with mock.patch("sesim.training.chores.time.perf_counter", lambda: next(clock)):
+        assert speed.tick(100) == {"images_per_s": 40.0, "eta_min": 1.5}  # 900 steps at 10 per s
+        assert speed.tick(100) == {}  # no step since: no rate

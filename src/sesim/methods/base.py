@@ -47,8 +47,11 @@ class TranslationMethod(nn.Module):
         loss: the structure term (``loss.structure``) and its settings.
         weights: loss weights.
         optimization: learning rate, Adam betas, image-pool size, seed of the pools.
-        check_finite: raise :class:`NonFiniteLoss` before stepping on a NaN/Inf loss (one host
-            sync per optimizer step).
+        check_finite: never step on a NaN/Inf loss. With fused Adam (the default) the check runs on
+            the device: the optimizer gets the loss's non-finite flag as ``found_inf`` and skips
+            its update, with no host sync; the losses of each step are kept for the training loop
+            to read when it logs (:meth:`step_losses`). Unfused optimizers raise
+            :class:`NonFiniteLoss` before stepping (one host sync per optimizer step).
         autocast: ``torch.bfloat16`` runs the forward passes under autocast (weights, optimizer
             states and the similarity maps stay float32); ``None`` is full precision.
     """
@@ -69,6 +72,8 @@ class TranslationMethod(nn.Module):
         super().__init__()
         self.check_finite, self.autocast, self.weights = check_finite, autocast, weights
         self.all_ranks_true: Callable[[Tensor], bool] = bool  # DDP: every process must agree
+        self.any_rank: Callable[[Tensor], Tensor] = lambda flag: flag  # DDP: the MAX over processes
+        self.skipped: dict[str, Tensor] = {}  # per optimizer, whether this step's update was skipped
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.replicas: dict[str, nn.Module] = {}
         self.pools: dict[str, ImagePool] = {}
@@ -83,11 +88,34 @@ class TranslationMethod(nn.Module):
     ) -> None:
         raise NotImplementedError
 
-    def distribute(self, wrap: Callable[[nn.Module], nn.Module], all_ranks_true: Callable[[Tensor], bool]) -> None:
+    def distribute(
+        self,
+        wrap: Callable[[nn.Module], nn.Module],
+        all_ranks_true: Callable[[Tensor], bool],
+        any_rank: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
         """Route the gradient-carrying calls through ``wrap(module)`` (DistributedDataParallel);
-        ``all_ranks_true`` makes the non-finite check a decision all processes share."""
+        ``all_ranks_true`` (host check) and ``any_rank`` (device flag, all-reduced without a sync)
+        make the non-finite check a decision all processes share."""
         self.replicas = {name: wrap(module) for name, module in self.replicas.items()}
         self.all_ranks_true = all_ranks_true
+        if any_rank is not None:
+            self.any_rank = any_rank
+
+    def place(
+        self, device: torch.device, dtype: torch.dtype = torch.float32, layout: torch.memory_format | None = None
+    ) -> TranslationMethod:
+        """Move to ``device`` with ``dtype`` weights (and ``layout``); under bf16 autocast the fixed
+        feature extractors keep bf16 weights, so autocast does not cast them again at every call
+        (the trained networks keep float32 master weights)."""
+        self.to(device, dtype)
+        if layout is not None:
+            self.to(memory_format=layout)
+        if self.autocast is not None:
+            for module in self.structure.frozen_modules():
+                for parameter in module.parameters():
+                    parameter.data = parameter.data.to(self.autocast)
+        return self
 
     def forward_context(self, device: torch.device):
         if self.autocast is None:
@@ -95,11 +123,30 @@ class TranslationMethod(nn.Module):
         return torch.autocast(device.type, dtype=self.autocast)
 
     def update(self, name: str, loss: Tensor) -> None:
-        """Backward and step one optimizer (its gradients were zeroed by the caller)."""
-        if self.check_finite and not self.all_ranks_true(torch.isfinite(loss)):
-            raise NonFiniteLoss(name, loss.detach().item())
+        """Backward and step one optimizer (its gradients were zeroed by the caller).
+
+        With the guard on, a non-finite loss changes no weight: fused Adam reads the device flag
+        ``found_inf`` (1 skips the update and its step count); other optimizers are checked on the
+        host and raise :class:`NonFiniteLoss` before stepping."""
+        optimizer = self.optimizers[name]
+        if self.check_finite:
+            if optimizer.defaults.get("fused"):
+                # x * 0 is 0 for a finite x and NaN for NaN or +-inf: 0 or 1, no host sync, two kernels.
+                flag = (loss.detach() * 0).nan_to_num(nan=1.0)
+                optimizer.found_inf = self.any_rank(flag if flag.dtype == torch.float32 else flag.float())
+                self.skipped[name] = optimizer.found_inf
+            elif not self.all_ranks_true(torch.isfinite(loss)):
+                raise NonFiniteLoss(name, loss.detach().item())
         loss.backward()
-        self.optimizers[name].step()
+        optimizer.step()
+
+    def skipped_updates(self) -> tuple[list[str], Tensor | None]:
+        """The optimizers the last step updated under the device guard, and ``(k,)`` flags, 1 where
+        the loss was not finite and the update was skipped (agreed by all processes); ``None``
+        without device checks. Reading the flags is the caller's host sync."""
+        if not self.skipped:
+            return [], None
+        return list(self.skipped), torch.stack(list(self.skipped.values()))
 
     def trained_modules(self) -> dict[str, nn.Module]:
         """Every network with learned weights, by checkpoint name."""

@@ -12,14 +12,16 @@ method is named for its shape, not for one of its losses.
 
 from __future__ import annotations
 
+import random
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.transforms import v2
 
 from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
+from sesim.data.jitter import ColourJitter
 from sesim.losses import SpatialCorrelativeLoss
-from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
+from sesim.losses.adversarial import d_lsgan_loss_stacked, g_lsgan_loss
 from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
 from sesim.methods.pool import ImagePool
@@ -66,7 +68,7 @@ class OneSidedTranslation(TranslationMethod):
         self.structure = build_structure_term(loss, self.generator)
         self.augment = loss.augment
         self.flip_equivariance = loss.flip_equivariance
-        self.jitter = v2.ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.3)
+        self.jitter = ColourJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.3)
         joint = self.structure.joint_modules()
         self.optimizers = {
             "generator": optimization.adam(self.generator, *joint.values()),
@@ -82,22 +84,24 @@ class OneSidedTranslation(TranslationMethod):
     def heads(self) -> nn.Module | None:
         return self.structure.heads
 
-    def distribute(self, wrap, all_ranks_true) -> None:
-        super().distribute(wrap, all_ranks_true)
+    def distribute(self, wrap, all_ranks_true, any_rank=None) -> None:
+        super().distribute(wrap, all_ranks_true, any_rank)
         if "projector" in self.replicas:
             self.structure.use_replica(self.replicas["projector"])
 
-    def _jitter(self, images: Tensor) -> Tensor:
-        """Colour jitter of ``[-1, 1]`` images, done on the ``[0, 1]`` scale."""
-        return self.jitter((images + 1) * 0.5) * 2 - 1
+    def _jitter(self, images: Tensor, groups: int = 1) -> Tensor:
+        """Colour jitter of ``[-1, 1]`` images, done on the ``[0, 1]`` scale, drawn on their device
+        (each of ``groups`` consecutive parts of the batch with its own factors)."""
+        return self.jitter((images + 1) * 0.5, groups=groups) * 2 - 1
 
     def head_loss(self, real_a: Tensor, real_b: Tensor, fake_b: Tensor, query_rng: torch.Generator | None) -> Tensor:
         """LSeSim's contrastive objective over three views: ``src = [A, A]``, ``tgt = [G(A), jitter(A)]``,
         ``other = rot180([B, jitter(B)])`` (positives share a structure, the rotated B does not)."""
         if self.augment:
+            jittered_a, jittered_b = self._jitter(torch.cat([real_a, real_b]), groups=2).chunk(2)  # a draw each
             source = torch.cat([real_a, real_a])
-            target = torch.cat([fake_b, self._jitter(real_a)])
-            other = rotate_180(torch.cat([real_b, self._jitter(real_b)]))
+            target = torch.cat([fake_b, jittered_a])
+            other = rotate_180(torch.cat([real_b, jittered_b]))
         else:
             source, target, other = real_a, fake_b, rotate_180(real_b)
         return self.replicas["heads"](source, target, other, query_rng)
@@ -107,8 +111,9 @@ class OneSidedTranslation(TranslationMethod):
         mirrored. With flip equivariance (FastCUT, as CUT defines it), half the steps feed G the
         mirrored images; the translations stay as G made them (the discriminator sees
         ``G(flip(A))``) and the structure term mirrors the translation's features back."""
-        # The global CPU generator: per process, saved in checkpoints, so resuming stays exact.
-        flipped = self.flip_equivariance and bool(torch.rand(()) < 0.5)
+        # Python's generator: per process, saved in checkpoints (resuming stays exact), and drawing
+        # from it asks nothing of the device (a tensor draw read with bool() would be a host sync).
+        flipped = self.flip_equivariance and random.random() < 0.5
         images = real_a if real_b is None else torch.cat([real_a, real_b])
         translated = self.replicas["generator"](images.flip(3) if flipped else images)
         fake_b, identity_b = (translated, None) if real_b is None else translated.chunk(2)
@@ -139,8 +144,7 @@ class OneSidedTranslation(TranslationMethod):
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         with forward:  # real and (pooled) fake scored in one call
             pooled = self.pools["fake_b"].query(fake_b.detach()).to(real_b.dtype)
-            scores_real, scores_fake = self.replicas["discriminator"](torch.cat([real_b, pooled])).chunk(2)
-            loss_d = d_lsgan_loss(scores_real, scores_fake)
+            loss_d = d_lsgan_loss_stacked(self.replicas["discriminator"](torch.cat([real_b, pooled])))
         self.update("discriminator", loss_d)
         stats["d"] = loss_d.detach()
 
@@ -150,7 +154,8 @@ class OneSidedTranslation(TranslationMethod):
             with forward:
                 loss_gan = g_lsgan_loss(self.discriminator(fake_b))
                 loss_structure = self.structure(real_a, fake_b, query_rng, flipped)
-                loss_g = w.gan * loss_gan + w.structure * loss_structure
+                # One kernel each way where a weight is 1 (w.gan in every preset).
+                loss_g = torch.add(loss_gan if w.gan == 1 else w.gan * loss_gan, loss_structure, alpha=w.structure)
                 if identity_b is not None:
                     if w.identity_l1:
                         same_b = identity_b.flip(3) if flipped else identity_b

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
+
 from sesim.config import TrainConfig
 from sesim.methods import NonFiniteLoss
 
@@ -140,13 +142,74 @@ class NonFiniteBudget:
     limit: int
     count: int = 0
 
-    def record(self, error: NonFiniteLoss, last_good: str) -> None:
+    def record(self, error: NonFiniteLoss | NonFiniteStep, last_good: str) -> None:
         self.count += 1
         if self.count > self.limit:
             raise TrainingStopped(
                 f"{self.count} steps with non-finite losses (train.max_nonfinite_steps={self.limit}); "
                 f"last good checkpoint: {last_good}"
             ) from None
+
+
+class Throughput:
+    """Images per second between two log lines (each log line reads the device, so the span is
+    the work really done) and the minutes the remaining steps take at that rate."""
+
+    def __init__(self, batch_size: int, total_steps: int, step: int) -> None:
+        self.batch_size, self.total_steps = batch_size, total_steps
+        self.since = (step, time.perf_counter())
+
+    def tick(self, step: int) -> dict[str, float]:
+        (last, then), now = self.since, time.perf_counter()
+        self.since = (step, now)
+        if step <= last or now <= then:
+            return {}
+        steps_per_s = (step - last) / (now - then)
+        return {
+            "images_per_s": round(steps_per_s * self.batch_size, 2),
+            "eta_min": round((self.total_steps - step) / steps_per_s / 60, 1),
+        }
+
+
+@dataclass
+class SkippedUpdates:
+    """The steps whose updates the device guard skipped (fused Adam's ``found_inf``), read from the
+    device only when the loop asks (when it logs or saves): one host sync per check instead of
+    one per optimizer step. Each step's flags come with its batch's files, for the message."""
+
+    pending: list[tuple[int, list[str], torch.Tensor, list[str]]] = field(default_factory=list)
+
+    def add(self, step: int, names: list[str], flags: torch.Tensor | None, files: list[str]) -> None:
+        if flags is not None:
+            self.pending.append((step, names, flags, files))
+
+    def take(self) -> list[NonFiniteStep]:
+        """The skipped updates since the last call, oldest first."""
+        if not self.pending:
+            return []
+        values = torch.cat([flags for _, _, flags, _ in self.pending]).tolist()  # the one sync
+        found, start = [], 0
+        for step, names, _, files in self.pending:
+            row, start = values[start : start + len(names)], start + len(names)
+            found += [
+                NonFiniteStep(step, name, "nan or inf", files) for name, flag in zip(names, row, strict=True) if flag
+            ]
+        self.pending.clear()
+        return found
+
+
+@dataclass(frozen=True)
+class NonFiniteStep:
+    """One update skipped for a non-finite loss: the step, the loss (optimizer) name, its value
+    where the host saw it, and the batch's image files."""
+
+    step: int
+    loss: str
+    value: str
+    files: list[str]
+
+    def __str__(self) -> str:
+        return f"non-finite {self.loss} loss ({self.value}); its update was skipped"
 
 
 @dataclass

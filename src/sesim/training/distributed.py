@@ -52,6 +52,14 @@ class Processes:
         dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
         return bool(agreed)
 
+    def any_rank(self, flag: Tensor) -> Tensor:
+        """``flag`` (a 0-d device tensor) as its maximum over processes, all-reduced on the
+        device: no host sync (the non-finite guard of fused Adam)."""
+        if not self.distributed:
+            return flag
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return flag
+
     def any_flag(self, flag: bool) -> bool:
         """Whether any process raised ``flag`` (stop requests), over a CPU group: no GPU sync."""
         if not self.distributed:

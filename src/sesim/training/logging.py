@@ -100,6 +100,8 @@ class Progress:
     def show(self, step: int, scalars: dict[str, float]) -> None:
         """The logged losses (``loss/NAME``) beside the bar, or as one line with the rate since the last."""
         losses = {k.split("/")[-1]: f"{v:.3f}" for k, v in scalars.items() if k.startswith("loss/")}
+        if "images_per_s" in scalars:
+            losses["img/s"] = f"{scalars['images_per_s']:.1f}"
         self.bar.set_postfix(losses)
         if self.plain:
             (last, then), now = self.since, time.perf_counter()
