@@ -123,3 +123,23 @@ def test_translate_in_bf16_is_close_to_fp32():
     half = translate_tensor(generator, images, autocast=torch.bfloat16)
     assert half.dtype == torch.float32 and half.shape == full.shape == images.shape
     assert 0 < (half - full).abs().max() < 0.05
+
+
+def test_the_upsampling_pad_is_the_same_replicate_pad_eager_or_compiled():
+    """BlurUpsample pads with F.pad in eager mode and with concatenations under torch.compile
+    (pytorch#179442): the same values and gradients, and padding 3 equals padding 2 and a crop."""
+    import torch.nn.functional as F
+
+    from sesim.networks.layers import BlurUpsample
+
+    layer = BlurUpsample(3).double()
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64, requires_grad=True)
+    padded = torch.cat([x[:, :, :1], x, x[:, :, -1:]], dim=2)
+    padded = torch.cat([padded[..., :1], padded, padded[..., -1:]], dim=3)
+    reference = F.conv_transpose2d(padded, layer.kernel, stride=2, padding=2, groups=3)[:, :, 1:-1, 1:-1]
+    out = layer(x)
+    assert out.shape == (2, 3, 10, 14) and torch.allclose(out, reference, rtol=0, atol=1e-12)
+    weights = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    (grad_reference,) = torch.autograd.grad((reference * weights).sum(), x)
+    assert torch.allclose(grad, grad_reference, rtol=0, atol=1e-12)

@@ -8,6 +8,7 @@ import copy
 import os
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -38,15 +39,19 @@ from sesim.training import distributed
 from sesim.training.chores import (
     BestScore,
     NonFiniteBudget,
+    NonFiniteStep,
     SkippedFiles,
+    SkippedUpdates,
     StepPlan,
     StopRequests,
+    Throughput,
     TimeBudget,
     TrainingStopped,
     own_process_group,
     plan_steps,
 )
 from sesim.training.distributed import Processes
+from sesim.training.graphs import COMPILE_UNDER_GRAPH, learning_rates_on_device, step_function, use_cuda_graphs
 from sesim.training.logging import Progress, RunLogger, new_run_dir, save_grid, write_samples_page
 from sesim.training.state import Checkpointer, load_initial_weights, restore_training
 from sesim.training.validation import Validator
@@ -111,6 +116,7 @@ def preflight(config: RunConfig) -> list[str]:
     dataset = build_dataset(config)
     device = pick_device(config.train.device, "train.device")
     method = build_method(config, torch.device("cpu"))
+    use_cuda_graphs(config.train.cuda_graphs, method, device, int(os.environ.get("WORLD_SIZE", 1)))  # "on": can it?
     parameters = {name: sum(p.numel() for p in m.parameters()) for name, m in method.trained_modules().items()}
     lines = [
         f"data: {len(dataset.files_a)} A images in {dataset.files_a[0].parent}, "
@@ -290,10 +296,8 @@ def set_up(config: RunConfig, processes: Processes, device: torch.device) -> Run
     dataset = build_dataset(config)
     plan = plan_steps(t, len(dataset))
     dtype = weight_dtype(t.precision)
-    method = build_method(config, device, processes.rank).to(device, dtype)
-    nhwc = device.type == "cuda" if t.channels_last == "auto" else t.channels_last
-    layout = torch.channels_last if nhwc else torch.contiguous_format
-    method.to(memory_format=layout)
+    layout = torch.channels_last if t.channels_last is True else torch.contiguous_format  # auto: contiguous
+    method = build_method(config, device, processes.rank).place(device, dtype, layout)
     schedulers = {
         name: torch.optim.lr_scheduler.LambdaLR(optimizer, plan.factor) for name, optimizer in method.optimizers.items()
     }
@@ -330,12 +334,20 @@ def restore(run: Run, checkpoint: dict | None, changes: dict[str, tuple]) -> Res
     return Restored(checkpoint["step"], resumed, notes)
 
 
-def speed_up(run: Run) -> None:
-    """``train.compile``, then the gradient-carrying calls through DDP when distributed."""
-    if run.config.train.compile != "off":
+def speed_up(run: Run) -> Callable[[torch.Tensor, torch.Tensor], dict]:
+    """``train.compile``, the gradient-carrying calls through DDP when distributed, and the step
+    the loop calls: captured as one CUDA graph (``train.cuda_graphs``) or the method's eager one."""
+    t, processes = run.config.train, run.processes
+    captured = use_cuda_graphs(t.cuda_graphs, run.method, run.device, processes.world_size)
+    mode = COMPILE_UNDER_GRAPH.get(t.compile, t.compile) if captured else t.compile
+    if mode != "off":
         for module in run.method.compile_targets():
-            module.compile(mode=run.config.train.compile)
-    run.method.distribute(lambda module: run.processes.wrap(module, run.device), run.processes.all_true)
+            module.compile(mode=mode)
+    run.method.distribute(lambda module: processes.wrap(module, run.device), processes.all_true, processes.any_rank)
+    if captured:
+        learning_rates_on_device(run.method.optimizers, run.device)
+    compile_graphs = run.device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")
+    return step_function(run.method, run.query_rng, captured, t.cuda_graphs == "on", compile_graphs)
 
 
 def data_loader(run: Run, step: int) -> DataLoader:
@@ -373,7 +385,7 @@ def _train(
 ) -> Path:
     run = set_up(config, processes, device)
     step, resumed, notes = restore(run, checkpoint, changes)
-    speed_up(run)
+    training_step = speed_up(run)
     t, log, v, main, method = config.train, config.log, config.validation, processes.main, run.method
     validator = Validator(v, device) if v.every and main else None
     best = BestScore(
@@ -392,8 +404,18 @@ def _train(
         if note:
             bar.write(f"note: {note}")
             logger.event(step, kind, note=note)
-    skipped, nonfinite = SkippedFiles(), NonFiniteBudget(t.max_nonfinite_steps)
+    skipped, nonfinite, guarded = SkippedFiles(), NonFiniteBudget(t.max_nonfinite_steps), SkippedUpdates()
+
+    def report_nonfinite(found: NonFiniteStep) -> None:
+        """No weight saw the bad loss (all processes skipped it together): record where it came
+        from and go on, or stop when there were too many."""
+        if main:
+            logger.event(found.step, "non_finite_loss", loss=found.loss, value=found.value, files=found.files)
+        bar.write(f"warning: step {found.step}: {found}; files: {', '.join(found.files)}")
+        nonfinite.record(found, str(run_dir / "checkpoints" / "latest.pt"))
+
     stops, budget = StopRequests(), TimeBudget(t.max_minutes)
+    speed = Throughput(t.batch_size, total, step)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(t.deterministic or was_deterministic)
     try:
@@ -407,23 +429,24 @@ def _train(
                     bar.write(f"warning: skipped unreadable image {path}")
                     if main:
                         logger.event(step + 1, "skipped_image", file=path, skipped_so_far=len(skipped.seen))
+                files = [*batch["path_a"], *batch["path_b"]]
                 try:
-                    stats = method.training_step(real_a, real_b, run.query_rng)
-                except NonFiniteLoss as error:
-                    # No weight saw the bad loss (all processes skipped it together): record where it
-                    # came from and go on, or stop when there were too many.
-                    files = [*batch["path_a"], *batch["path_b"]]
-                    if main:
-                        logger.event(step + 1, "non_finite_loss", loss=error.name, value=str(error.value), files=files)
-                    bar.write(f"warning: step {step + 1}: {error}; files: {', '.join(files)}")
-                    nonfinite.record(error, str(run_dir / "checkpoints" / "latest.pt"))
+                    stats = training_step(real_a, real_b)
+                except NonFiniteLoss as error:  # unfused optimizers: checked on the host, nothing stepped
+                    guarded.pending.clear()
+                    report_nonfinite(NonFiniteStep(step + 1, error.name, str(error.value), files))
                     stats = None
+                else:
+                    guarded.add(step + 1, *method.skipped_updates(), files)
                 for scheduler in run.schedulers.values():
                     scheduler.step()
                 step += 1
                 bar.update()
-                if stats is not None and (step % log.every == 0 or step == total):
-                    log_scalars(run, logger, bar, step, stats)
+                if step % log.every == 0 or step == total:
+                    for found in guarded.take():  # the device guard's flags: one read per log line
+                        report_nonfinite(found)
+                    if stats is not None:
+                        log_scalars(run, logger, bar, step, stats, speed)
                 if main and (step % log.sample_every == 0 or step == total):
                     save_samples(run, run_dir, step, real_a, real_b)
                 if v.every and (step % v.every == 0 or step == total):
@@ -433,6 +456,8 @@ def _train(
                 # The wall-clock budget: every process stops at the same step (rank 0's clock decides).
                 spent = t.max_minutes is not None and processes.any_flag(main and budget.spent())
                 if step % log.checkpoint_every == 0 or step == total or stop_now or spent:
+                    for found in guarded.take():
+                        report_nonfinite(found)
                     checkpointer.save(run_dir, step, best.best, f"step_{step:07d}.pt", "latest.pt")
                 if stop_now:
                     raise Interrupted(run_dir, step)
@@ -458,10 +483,12 @@ def _train(
     return run_dir
 
 
-def log_scalars(run: Run, logger: RunLogger | None, bar: Progress, step: int, stats: dict) -> None:
-    """The only place a step's scalars reach the host (averaged over processes)."""
+def log_scalars(run: Run, logger: RunLogger | None, bar: Progress, step: int, stats: dict, speed: Throughput) -> None:
+    """The only place a step's scalars reach the host (averaged over processes), with the
+    images/s since the last log line and the minutes the schedule's remaining steps need at it."""
     scalars = {f"loss/{k}": float(v) for k, v in run.processes.mean(stats).items()}
-    scalars["lr"] = run.schedulers["generator"].get_last_lr()[0]
+    scalars["lr"] = float(run.schedulers["generator"].get_last_lr()[0])  # a device tensor under CUDA graphs
+    scalars.update(speed.tick(step))
     if logger is not None:
         logger.log(step, scalars)
     bar.show(step, scalars)

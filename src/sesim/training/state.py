@@ -99,6 +99,17 @@ def load_initial_weights(method: TranslationMethod, source: str) -> list[str]:
     return missing
 
 
+def portable(state: dict) -> dict:
+    """An optimizer's state dict as any run can load it: learning rates as floats and
+    ``capturable`` off (a CUDA-graph run keeps them as device tensors and on; it sets them again
+    when it resumes)."""
+    groups = [
+        {**group, "lr": float(group["lr"]), "capturable": False} if isinstance(group["lr"], torch.Tensor) else group
+        for group in state["param_groups"]
+    ]
+    return {**state, "param_groups": groups}
+
+
 class Checkpointer:
     """Writes the run's checkpoints: every process takes part (their states are gathered), rank 0
     writes ``checkpoints/NAME`` atomically, links the other names to it and prunes old steps."""
@@ -116,7 +127,7 @@ class Checkpointer:
             "config": self.config.model_dump(mode="json"),
             "step": step,
             "networks": {name: m.state_dict() for name, m in self.method.trained_modules().items()},
-            "optimizers": {name: o.state_dict() for name, o in self.method.optimizers.items()},
+            "optimizers": {name: portable(o.state_dict()) for name, o in self.method.optimizers.items()},
             "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
             "processes": states,
             "best": best,
