@@ -1,6 +1,7 @@
 """Split the GPU call's bundle (``$OUT/results.json`` of ``gpu_checks.sh``) into the files
 ``benchmarks/tables.py`` renders: ``loss_gpu.json``, ``train_step_gpu.json``,
-``translate_gpu.json`` and ``maps_gpu.json`` (with the card's name), then run tables.py.
+``translate_gpu.json``, ``loop_gpu.json`` (``sesim train`` beside the benchmark) and ``maps_gpu.json``
+(with the card's name), then run tables.py.
 
     python benchmarks/gpu_results.py /path/to/files_at/results.json
 """
@@ -30,6 +31,13 @@ def split(bundle: dict) -> dict[str, dict]:
         if card:
             facts["device_name"] = card  # tables.py names the card from it
         documents[f"{name}_gpu"] = document
+    if bundle.get("loops"):
+        steps = bundle.get("train_step", {})
+        defaults = [r for r in steps.get("results", []) if r.get("variant") == "defaults"]
+        documents["loop_gpu"] = {
+            "device_name": card, "torch": steps.get("torch"), "date": steps.get("date"),
+            "loops": list(bundle["loops"].values()), "defaults": defaults,
+        }  # fmt: skip
     methods = {}
     for method in ("fsesim", "cut"):
         if f"maps_{method}" in bundle:

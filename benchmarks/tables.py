@@ -82,6 +82,42 @@ def train_step(result: dict) -> str:
     return "\n".join(lines)
 
 
+def loop_gpu(result: dict) -> str:
+    """``sesim train`` with its defaults against the benchmark's step with the same defaults."""
+    steps = {(r["method"], r["batch"]): r for r in result["defaults"]}
+    lines = [
+        f"`bash benchmarks/gpu_checks.sh`, {result['device_name']}, torch {result['torch']}, {result['date']}: "
+        "`sesim train` with its defaults (bf16, contiguous, the step as one CUDA graph) on synthetic 286 px "
+        "domains (256 crops, 6 loader workers, log every 25 steps), 30 s per run; its logged images/s after "
+        "the first two log lines, beside `benchmarks/train_step.py`'s defaults row of the same call.",
+        "",
+        "| method | batch | benchmark step | benchmark images/s | `sesim train` images/s | loop / benchmark |",
+        "|---|---|---|---|---|---|",
+    ]
+    for loop in result["loops"]:
+        step = steps.get((loop["method"], loop["batch"]), {})
+        ratio = loop["loop_images_per_s"] / step["images_per_s"] if step else None
+        lines.append(f"| {loop['method']} | {loop['batch']} | {step.get('median_ms', '-')} ms | "
+                     f"{step.get('images_per_s', '-')} | {loop['loop_images_per_s']:.1f} | "
+                     + (f"{ratio:.1%} |" if ratio else "- |"))  # fmt: skip
+    return "\n".join(lines)
+
+
+def op_count(result: dict) -> str:
+    lines = [
+        f"`benchmarks/op_count.py`, torch {result['torch']}, {result['date']}: ATen ops one training step dispatches "
+        "with the preset's defaults on a CPU (one GPU kernel launch each; views and allocations aside), and the ops "
+        "in it that make the host wait for the device.",
+        "",
+        "| method | precision | ops per step | host syncs |",
+        "|---|---|---|---|",
+    ]
+    for r in result["results"]:
+        syncs = ", ".join(f"{k} x{v}" for k, v in r["host_syncs"].items()) or "none"
+        lines.append(f"| {r['method']} | {r['precision']} | {r['ops']} | {syncs} |")
+    return "\n".join(lines)
+
+
 def translate(result: dict) -> str:
     lines = [
         f"`benchmarks/translate.py`, {_machine(result)}, torch {result['torch']}: "
@@ -388,6 +424,8 @@ TABLES = {
     "translate_large_cpu": ("translate_large_cpu", translate_large),
     "startup_cpu": ("startup_cpu", startup),
     "translate_gpu": ("translate_gpu", translate),
+    "loop_gpu": ("loop_gpu", loop_gpu),
+    "op_count_cpu": ("op_count_cpu", op_count),
     "maps_gpu": ("maps_gpu", maps_gpu),
     "study_layouts_cpu": ("study_layouts_cpu", study),
     "study_maps_cpu": ("study_maps_cpu", study),

@@ -1,12 +1,14 @@
 """Speed of one training step (heads, D and G updates) at 256x256: FSeSim and LSeSim.
 
-Prints one JSON object: per setting the median step time, images/s, peak memory, and the
-switches used, plus torch version and device name. The baseline row of each method is the plain
-eager step (fp32, contiguous layout, unfused Adam) measured in the same run; the other rows use
-the training loop's defaults for the device plus the named switches.
+Prints one JSON object: per setting the median step time, images/s, peak memory and the
+switches used, plus torch version and device name. Every variant builds and places the method
+and picks its step exactly as ``sesim train`` does (``build_method``, ``place``,
+``step_function``); ``baseline`` is the plain eager step (fp32, contiguous layout, unfused Adam,
+no NaN guard) measured in the same run, and ``defaults`` is what ``sesim train`` runs on this
+device with nothing set.
 
     python benchmarks/train_step.py --device cuda --batch 1 8
-    python benchmarks/train_step.py --device cpu --batch 1 --repeats 5
+    python benchmarks/train_step.py --device cpu --batch 1 --repeats 5 --variants baseline defaults
 """
 
 from __future__ import annotations
@@ -23,34 +25,34 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, sync
 from sesim.config import load_config
-from sesim.methods import OneSidedTranslation, Optimization
+from sesim.methods import Optimization
+from sesim.training.graphs import (
+    COMPILE_UNDER_GRAPH,
+    WARMUP_STEPS,
+    learning_rates_on_device,
+    step_function,
+    use_cuda_graphs,
+)
+from sesim.training.loop import build_method
 
-VARIANTS = {
-    "baseline": {"precision": None, "channels_last": False, "fused": False, "compile": None},
-    "fp32": {"precision": None, "channels_last": "auto", "fused": True, "compile": None},
-    "fp32+compile": {"precision": None, "channels_last": "auto", "fused": True, "compile": "default"},
-    "bf16": {"precision": torch.bfloat16, "channels_last": "auto", "fused": True, "compile": None},
-    "bf16+compile": {"precision": torch.bfloat16, "channels_last": "auto", "fused": True, "compile": "max-autotune"},
-}
-
-
-def _nhwc(variant: dict, device: torch.device) -> bool:
-    """The training loop's rule: ``auto`` is channels-last on CUDA only."""
-    return device.type == "cuda" if variant["channels_last"] == "auto" else variant["channels_last"]
-
-
-def build(preset: str, variant: dict, device: torch.device) -> OneSidedTranslation:
-    config = load_config(preset, ["loss.backbone_weights=random"])  # weights do not change the speed
-    method = OneSidedTranslation(
-        config.model.generator, config.model.discriminator, config.loss, config.weights,
-        Optimization(fused=variant["fused"]), check_finite=False, autocast=variant["precision"],
-    ).to(device)  # fmt: skip
-    if _nhwc(variant, device):
-        method.to(memory_format=torch.channels_last)
-    if variant["compile"]:
-        for module in method.compile_targets():
-            module.compile(mode=variant["compile"])
-    return method
+# name -> config overrides (every variant also runs the loop's own construction)
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "baseline": ("train.precision=fp32", "train.channels_last=false", "train.cuda_graphs=off", "train.nan_guard=false"),
+    "defaults": (),
+    "fp32": ("train.precision=fp32", "train.channels_last=false", "train.cuda_graphs=off"),
+    "fp32+nhwc": ("train.precision=fp32", "train.channels_last=true", "train.cuda_graphs=off"),
+    "fp32+graph": ("train.precision=fp32", "train.channels_last=false", "train.cuda_graphs=on"),
+    "fp32+nhwc+graph": ("train.precision=fp32", "train.channels_last=true", "train.cuda_graphs=on"),
+    "bf16": ("train.precision=bf16", "train.channels_last=false", "train.cuda_graphs=off"),
+    "bf16+graph": ("train.precision=bf16", "train.channels_last=false", "train.cuda_graphs=on"),
+    "bf16+nhwc+graph": ("train.precision=bf16", "train.channels_last=true", "train.cuda_graphs=on"),
+    "bf16+compile+graph": ("train.precision=bf16", "train.channels_last=false", "train.cuda_graphs=on",
+                           "train.compile=default"),
+    "fp32+compile": ("train.precision=fp32", "train.channels_last=false", "train.cuda_graphs=off",
+                     "train.compile=default"),
+    "fp32+compile+graph": ("train.precision=fp32", "train.channels_last=false", "train.cuda_graphs=on",
+                           "train.compile=default"),
+}  # fmt: skip
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -59,35 +61,58 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
 
 
-def measure(
-    preset: str, name: str, batch: int, device: torch.device, repeats: int, warmup: int, size: int = 256
-) -> dict:
-    variant = VARIANTS[name]
+def build_step(preset: str, overrides: tuple[str, ...], batch: int, device: torch.device, size: int):
+    """The method and the step function ``sesim train`` would run for these settings."""
+    config = load_config(
+        preset,
+        ["loss.backbone_weights=random", f"train.batch_size={batch}", f"data.crop_size={size}",
+         f"data.load_size={size}", f"train.device={device}", *overrides],
+    )  # fmt: skip
+    t = config.train
+    method = build_method(config, device)
+    if "train.nan_guard=false" in overrides:  # the plain baseline: unfused Adam as well
+        method = type(method)(
+            config.model.generator, config.model.discriminator, config.loss, config.weights,
+            Optimization(fused=False), check_finite=False, autocast=method.autocast,
+        )  # fmt: skip
+    nhwc = t.channels_last is True  # the loop's rule: auto is contiguous
+    layout = torch.channels_last if nhwc else torch.contiguous_format
+    method.place(device, torch.float32, layout)
+    captured = use_cuda_graphs(t.cuda_graphs, method, device, 1)
+    mode = COMPILE_UNDER_GRAPH.get(t.compile, t.compile) if captured else t.compile
+    if mode != "off":
+        for module in method.compile_targets():
+            module.compile(mode=mode)
+    query_rng = torch.Generator(device=device).manual_seed(0)
+    if captured:
+        learning_rates_on_device(method.optimizers, device)
+    switches = {"precision": t.precision, "channels_last": str(nhwc), "cuda_graphs": captured, "compile": t.compile}
+    return method, step_function(method, query_rng, captured, strict=True), layout, switches
+
+
+def measure(preset: str, name: str, batch: int, device: torch.device, repeats: int, warmup: int, size: int) -> dict:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    method = build(preset, variant, device)
-    layout = torch.channels_last if _nhwc(variant, device) else torch.contiguous_format
+    _, step, layout, switches = build_step(preset, VARIANTS[name], batch, device, size)
     real_a = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=layout)
     real_b = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=layout)
-    query_rng = torch.Generator(device=device).manual_seed(0)
     start = time.perf_counter()
-    for _ in range(warmup):
-        method.training_step(real_a, real_b, query_rng)
+    for _ in range(max(warmup, WARMUP_STEPS + 1 if switches["cuda_graphs"] else warmup)):  # the capture too
+        step(real_a, real_b)
     sync(device)
     warmup_s = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        method.training_step(real_a, real_b, query_rng)
+        step(real_a, real_b)
         sync(device)
         times.append(time.perf_counter() - start)
     median = sorted(times)[len(times) // 2]
     return {
         "method": preset, "variant": name, "batch": batch, "median_ms": round(median * 1e3, 2),
         "images_per_s": round(batch / median, 2), "peak_memory_mb": round(peak_memory_mb(device), 1),
-        "warmup_s": round(warmup_s, 1), "repeats": repeats,
-        "switches": {k: str(v) for k, v in variant.items()},
+        "warmup_s": round(warmup_s, 1), "repeats": repeats, "switches": switches, "overrides": list(VARIANTS[name]),
     }  # fmt: skip
 
 
@@ -100,16 +125,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--size", type=int, default=256, help="image side (smaller only for smoke runs)")
+    parser.add_argument("--out", help="also write the JSON here, rewritten after every row (partial results survive)")
     args = parser.parse_args()
     device = torch.device(args.device)
     rows = []
+    result = {"benchmark": "train_step", "size": args.size, **machine(device), "results": rows}
     for preset in args.methods:
         for batch in args.batch:
             for name in args.variants:
-                row = measure(preset, name, batch, device, args.repeats, args.warmup, args.size)
+                try:
+                    row = measure(preset, name, batch, device, args.repeats, args.warmup, args.size)
+                except Exception as error:  # a variant that fails is recorded, the others still run
+                    row = {"method": preset, "variant": name, "batch": batch, "error": f"{type(error).__name__}: "
+                           f"{str(error).splitlines()[0] if str(error) else ''}"[:300]}  # fmt: skip
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
-    print(json.dumps({"benchmark": "train_step", "size": args.size, **machine(device), "results": rows}, indent=1))
+                if args.out:
+                    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

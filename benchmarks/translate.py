@@ -51,6 +51,7 @@ def main() -> None:
         settings = {"eager fp32": (generator, None, torch.contiguous_format),
                     "eager fp32 channels-last": (generator, None, torch.channels_last)}  # fmt: skip
         if device.type == "cuda":
+            settings["eager bf16"] = (generator, torch.bfloat16, torch.contiguous_format)
             settings["eager bf16 channels-last"] = (generator, torch.bfloat16, torch.channels_last)
         if not args.no_compile:
             if compiled is None:

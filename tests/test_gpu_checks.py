@@ -12,7 +12,7 @@ def test_a_failing_stage_fails_the_call_and_is_named(tmp_path):
     environment = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": "false"}  # every stage's python fails
     result = subprocess.run(["bash", str(SCRIPT), "--smoke"], capture_output=True, text=True, env=environment)
     assert result.returncode == 1
-    for stage in ("facts", "loss", "train_step", "translate", "maps_fsesim", "maps_cut"):
+    for stage in ("facts", "tests", "train_step", "translate", "loop_fsesim_b1", "loop_lsesim_b1"):
         assert f"FAILED stage: {stage}" in result.stderr, stage
 
 
@@ -23,10 +23,10 @@ def test_a_stage_that_prints_no_json_fails(tmp_path):
     fake.write_text(f'#!/bin/sh\ncase "$1" in benchmarks/*.py) exit 0 ;; esac\nexec "{real}" "$@"\n')
     fake.chmod(0o755)
     out = tmp_path / "out"
-    environment = {**os.environ, "OUT": str(out), "PYTHON": str(fake), "SESIM_CHECK_STAGES": "loss translate"}
+    environment = {**os.environ, "OUT": str(out), "PYTHON": str(fake), "SESIM_CHECK_STAGES": "train_step translate"}
     result = subprocess.run(["bash", str(SCRIPT), "--smoke"], capture_output=True, text=True, env=environment)
     assert result.returncode == 1
-    assert "FAILED stage: loss: printed no valid, non-empty JSON" in result.stderr
+    assert "FAILED stage: train_step: printed no valid, non-empty JSON" in result.stderr
     assert "FAILED stage: translate: printed no valid, non-empty JSON" in result.stderr
     assert "facts" not in result.stdout  # only the stages asked for ran
     assert sorted(p.name for p in out.iterdir()) == ["logs.txt", "results.json", "summary.md"]  # at most 8 files
