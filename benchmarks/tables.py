@@ -77,7 +77,8 @@ def train_step(result: dict) -> str:
         base = baselines.get((r["method"], r["batch"]))
         speedup = f"{base / r['median_ms']:.2f}x" if base else "-"
         memory = f"{r['peak_memory_mb'] / 1024:.2f} GiB"
-        lines.append(f"| {r['method']} | {r['batch']} | {r['variant']} | {r['median_ms'] / 1e3:.3f} s | "
+        step = f"{r['median_ms'] / 1e3:.3f} s" if result["device"] == "cpu" else f"{r['median_ms']:.2f} ms"
+        lines.append(f"| {r['method']} | {r['batch']} | {r['variant']} | {step} | "
                      f"{r['images_per_s']} | {memory} | {speedup} |")  # fmt: skip
     return "\n".join(lines)
 
