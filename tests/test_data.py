@@ -78,3 +78,24 @@ def test_bad_files_and_folders(tmp_path):
     (tmp_path / "cut.png").write_bytes(good.read_bytes()[:60])
     with pytest.raises(DataError, match=r"cannot read image .*cut\.png"):
         load_rgb(tmp_path / "cut.png")
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A phone stores a portrait photo's pixels sideways and says so in EXIF: read it upright."""
+    image = Image.new("RGB", (40, 20), (200, 30, 30))
+    image.paste((30, 30, 200), (0, 0, 10, 20))  # blue on the stored left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    image.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    image.save(tmp_path / "plain.jpg", quality=95)
+    upright = load_rgb(tmp_path / "phone.jpg")
+    assert upright.size == (20, 40) and load_rgb(tmp_path / "plain.jpg").size == (40, 20)
+    assert np.asarray(upright)[2, 10, 2] > 150  # the stored left edge is now on top
+
+
+def test_a_folder_lists_every_format_a_single_file_reads(tmp_path):
+    for name, fmt in (("a.tif", "TIFF"), ("b.tiff", "TIFF"), ("c.gif", "GIF"), ("d.png", "PNG")):
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / name, format=fmt)
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert [p.name for p in list_images(tmp_path)] == ["a.tif", "b.tiff", "c.gif", "d.png"]
+    assert load_rgb(tmp_path / "c.gif").size == (8, 8)

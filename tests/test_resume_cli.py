@@ -141,3 +141,20 @@ def test_time_budget_stops_cleanly_and_resume_continues(tmp_path, monkeypatch, c
     assert any(e.get("event") == "time_budget" for e in events)
     assert main(["train", "--resume", str(run_dir), *sets("train.max_minutes=null")]) == 0
     assert steps(run_dir) == [1, 2, 3, 4]
+
+
+def test_resuming_an_older_step_of_a_run_is_refused_and_nothing_is_overwritten(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    tiny_data(tmp_path / "tiny")
+    settings = sets("train.max_steps=4", "log.out_dir=runs", "log.checkpoint_every=2")
+    assert main(["train", "fsesim", "--data", "tiny", *FLAGS, *settings]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    folder = run_dir / "checkpoints"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    capsys.readouterr()
+    older = folder / "step_0000002.pt"
+    assert main(["train", "--resume", str(older), "--set", "train.max_steps=6"]) == 2
+    message = capsys.readouterr().err
+    assert "already reached step 4" in message and "--init-from" in message and "Traceback" not in message
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert main(["train", "--resume", str(folder / "step_0000004.pt"), "--set", "train.max_steps=5"]) == 0  # newest

@@ -11,13 +11,15 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sesim.errors import DataError
 
 T = TypeVar("T")
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")  # what SeSim reads and writes
+# What a folder of inputs may also hold (read as a single file is read; outputs stay the above).
+READABLE_EXTENSIONS = (*IMAGE_EXTENSIONS, ".tif", ".tiff", ".gif")
 
 
 def list_images(folder: str | Path, what: str = "images") -> list[Path]:
@@ -25,9 +27,9 @@ def list_images(folder: str | Path, what: str = "images") -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{what}: folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in READABLE_EXTENSIONS)
     if not files:
-        raise DataError(f"{what}: no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+        raise DataError(f"{what}: no images ({', '.join(READABLE_EXTENSIONS)}) in {folder}")
     return files
 
 
@@ -98,7 +100,9 @@ def load_rgb(path: str | Path) -> Image.Image:
                     f"~{needed / 2**30:.1f} GiB, {free / 2**30:.1f} GiB are available; downscale or split it first"
                 )
             image.load()
-            return to_rgb(image)
+            # A phone photo's pixels are stored sideways with an EXIF orientation tag: turn them
+            # the way every viewer shows the photo (a no-op without the tag).
+            return to_rgb(ImageOps.exif_transpose(image))
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:

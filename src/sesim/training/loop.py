@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import random
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -174,11 +175,29 @@ def banner(
     return "\n".join(lines)
 
 
+def check_newest(resume: str | Path, checkpoint: dict) -> None:
+    """A run resumes from its newest checkpoint: resuming an older step file in place would write
+    the steps after it over the newer ones (and move ``latest.pt`` back)."""
+    if Path(resume).is_dir():
+        return
+    folder = Path(resume).parent
+    steps = [int(m.group(1)) for f in folder.glob("step_*.pt") if (m := re.fullmatch(r"step_(\d+)\.pt", f.name))]
+    newest = max(steps, default=checkpoint["step"])
+    if checkpoint["step"] < newest:
+        run_dir = folder.parent
+        raise ConfigError(
+            f"--resume {resume}: step {checkpoint['step']} of {run_dir}, which already reached step {newest}; "
+            f"resuming it there would overwrite the newer checkpoints. Continue the run with --resume {run_dir}, "
+            f"or start a new run from that step with --init-from {resume}"
+        )
+
+
 def resume_config(resume: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[RunConfig, dict]:
     """The stored config of the run to resume, with the ``--set`` overrides a resume may apply
     (:data:`sesim.config.RESUMABLE`; anything else is a ``ConfigError`` naming the flag), and the
     checkpoint it continues from."""
     checkpoint = load_checkpoint(resume)
+    check_newest(resume, checkpoint)
     data = copy.deepcopy(checkpoint["config"])
     for assignment in overrides:
         check_resumable(assignment)
@@ -208,6 +227,7 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
     changes: dict[str, tuple] = {}
     if resume is not None:
         checkpoint = checkpoint if checkpoint is not None else load_checkpoint(resume)
+        check_newest(resume, checkpoint)
         stored = validate(checkpoint["config"], f"{resume} (stored config)")
         config = stored if config is None else config
         changes = config_changes(stored, config)
