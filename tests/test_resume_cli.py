@@ -158,3 +158,19 @@ def test_resuming_an_older_step_of_a_run_is_refused_and_nothing_is_overwritten(t
     assert "already reached step 4" in message and "--init-from" in message and "Traceback" not in message
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert main(["train", "--resume", str(folder / "step_0000004.pt"), "--set", "train.max_steps=5"]) == 0  # newest
+
+
+def test_a_run_has_one_writer(started, capsys):
+    """A second `--resume` of a run that is training is refused (one line, exit 2) and changes nothing."""
+    from sesim.training.chores import RunLock
+
+    holder = RunLock()
+    holder.acquire(started)  # as the first process would, while it trains
+    try:
+        before = sorted((p.name, p.stat().st_mtime_ns) for p in started.rglob("*") if p.name != ".lock")
+        assert main(["train", "--resume", str(started), "--set", "train.max_steps=5"]) == 2
+        assert "is being trained by process" in capsys.readouterr().err
+        assert sorted((p.name, p.stat().st_mtime_ns) for p in started.rglob("*") if p.name != ".lock") == before
+    finally:
+        holder.release()
+    assert main(["train", "--resume", str(started), "--set", "train.max_steps=4"]) == 0  # free again

@@ -6,14 +6,22 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from sesim.config import TrainConfig
+from sesim.errors import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # not on Windows
+    fcntl = None
 from sesim.methods import NonFiniteLoss
 
 
@@ -169,6 +177,47 @@ class Throughput:
             "images_per_s": round(steps_per_s * self.batch_size, 2),
             "eta_min": round((self.total_steps - step) / steps_per_s / 60, 1),
         }
+
+
+class RunLock:
+    """One writer per run folder: an exclusive ``flock`` on ``RUN/.lock`` while a process trains it.
+    The kernel drops the lock when the process ends, however it ends, so a crash leaves none to
+    take over; the file names the holder for the refusal's message."""
+
+    def __init__(self) -> None:
+        self.file, self.path = None, None
+
+    def acquire(self, run_dir: Path) -> None:
+        if fcntl is None:  # no flock (Windows): one writer is the user's to keep
+            return
+        path = Path(run_dir) / ".lock"
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ConfigError(
+                f"{run_dir} is being trained by {holder} right now; a run has one writer: wait for it to finish "
+                "or stop it (Ctrl-C saves), or start a new run"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        self.file, self.path = handle, path
+
+    def release(self) -> None:
+        if self.file is None:
+            return
+        # The file stays (removing it would let a process that opened it just before lock a file
+        # no longer in the folder while a third locks a new one); emptied, it names no holder.
+        self.file.seek(0)
+        self.file.truncate()
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+        self.file = self.path = None
 
 
 @dataclass

@@ -41,6 +41,7 @@ from sesim.training.chores import (
     BestScore,
     NonFiniteBudget,
     NonFiniteStep,
+    RunLock,
     SkippedFiles,
     SkippedUpdates,
     StepPlan,
@@ -244,9 +245,11 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
         # cuBLAS is deterministic only with a fixed workspace, chosen before its first use.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     processes, device_name = distributed.start(config.train.device)
+    lock = RunLock()
     try:
-        return _train(config, checkpoint, changes, resume, processes, pick_device(device_name, "train.device"))
+        return _train(config, checkpoint, changes, resume, processes, pick_device(device_name, "train.device"), lock)
     finally:
+        lock.release()
         distributed.stop(processes)
 
 
@@ -387,21 +390,36 @@ def data_loader(run: Run, step: int) -> DataLoader:
     )
 
 
-def open_run_dir(run: Run, resume, fresh: bool, changed: bool) -> Path:
-    """A new numbered folder (or the resumed run's), with the config as it now is; every process
-    learns its path."""
+def open_run_dir(run: Run, resume, fresh: bool, changed: bool, lock: RunLock) -> Path:
+    """A new numbered folder (or the resumed run's), locked for this run's writes (a folder has one
+    writer; taken before the config is rewritten), with the config as it now is; every process
+    learns its path, or the lock's refusal."""
     main = run.processes.main
-    run_dir = None
+    run_dir, refused = None, None
     if resume is not None:
         run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
-    if main and (fresh or changed):
-        run_dir = new_run_dir(run.config.log.out_dir, run.config.name) if fresh else run_dir
-        (run_dir / "config.yaml").write_text(to_yaml(run.config))
-    return Path(str(run.processes.gather(str(run_dir) if main else None)[0]))
+    if main:
+        try:
+            run_dir = new_run_dir(run.config.log.out_dir, run.config.name) if fresh else run_dir
+            lock.acquire(run_dir)
+            if fresh or changed:
+                (run_dir / "config.yaml").write_text(to_yaml(run.config))
+        except ConfigError as error:
+            refused = str(error)
+    run_dir, refused = run.processes.gather((str(run_dir), refused) if main else None)[0]
+    if refused:
+        raise ConfigError(refused)
+    return Path(run_dir)
 
 
 def _train(
-    config: RunConfig, checkpoint: dict | None, changes: dict, resume, processes: Processes, device: torch.device
+    config: RunConfig,
+    checkpoint: dict | None,
+    changes: dict,
+    resume,
+    processes: Processes,
+    device: torch.device,
+    lock: RunLock,
 ) -> Path:
     run = set_up(config, processes, device)
     step, resumed, notes = restore(run, checkpoint, changes)
@@ -415,7 +433,7 @@ def _train(
     checkpointer = Checkpointer(config, method, run.schedulers, processes, run.query_rng)
     loader = data_loader(run, step)
     fresh, total = checkpoint is None, run.plan.total_steps
-    run_dir = open_run_dir(run, resume, fresh, changed=bool(changes))
+    run_dir = open_run_dir(run, resume, fresh, bool(changes), lock)
     logger = RunLogger(run_dir, tensorboard=log.tensorboard) if main else None
     if main:
         print(banner(run_dir, step, run.dataset, device, config, processes.world_size, run.plan))
@@ -432,7 +450,8 @@ def _train(
         if main:
             logger.event(found.step, "non_finite_loss", loss=found.loss, value=found.value, files=found.files)
         bar.write(f"warning: step {found.step}: {found}; files: {', '.join(found.files)}")
-        nonfinite.record(found, str(run_dir / "checkpoints" / "latest.pt"))
+        latest = run_dir / "checkpoints" / "latest.pt"
+        nonfinite.record(found, str(latest) if latest.exists() else "none yet (nothing was saved before this)")
 
     stops, budget = StopRequests(), TimeBudget(t.max_minutes)
     speed = Throughput(t.batch_size, total, step)
