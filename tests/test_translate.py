@@ -184,11 +184,24 @@ def test_an_image_past_pillows_bomb_limit_is_translated_and_one_past_memory_is_r
     assert not (tmp_path / "refused.png").exists()
 
 
+def test_a_folder_translates_around_unreadable_images_and_says_so(tmp_path, checkpoint, capsys):
+    """The default for a folder: every readable input translated, one line per bad one, exit 2."""
+    inputs, out = write_inputs(tmp_path / "in", ("a.png", "b.png", "c.jpg", "d.png")), tmp_path / "out"
+    (inputs / "b.png").write_bytes(b"not an image")
+    (inputs / "d.png").write_bytes((inputs / "a.png").read_bytes()[:100])  # truncated
+    assert main(["translate", str(checkpoint), str(inputs), str(out), "--device", "cpu", "--batch-size", "2"]) == 2
+    captured = capsys.readouterr()
+    assert sorted(os.listdir(out)) == ["a.png", "c.png"] and "wrote 2 image(s)" in captured.out
+    assert captured.err.count("warning: skipped: cannot read image") == 2
+    assert "2 input(s) could not be read and were skipped" in captured.err and "Traceback" not in captured.err
+
+
 def test_a_folder_stopped_by_a_bad_image_is_finished_with_skip_existing(tmp_path, checkpoint, capsys):
     inputs, out = write_inputs(tmp_path / "in"), tmp_path / "out"
     good_b = (inputs / "b.png").read_bytes()
     (inputs / "b.png").write_bytes(b"not an image")
-    arguments = ["translate", str(checkpoint), str(inputs), str(out), "--device", "cpu", "--batch-size", "1"]
+    arguments = ["translate", str(checkpoint), str(inputs), str(out), "--device", "cpu", "--batch-size", "1",
+                 "--on-bad-image", "stop"]  # fmt: skip
     assert main(arguments) == 2
     err = capsys.readouterr().err
     assert f"cannot read image {inputs / 'b.png'}" in err and "1 output(s) written to" in err

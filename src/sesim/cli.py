@@ -115,19 +115,25 @@ def _translate(args: argparse.Namespace) -> int:
     autocast = resolve_precision(args.precision, device)
     styles = _styles(loaded, args, device)
     notes: list[str] = []
+    unreadable: list[str] = []
     written = translate_paths(
         generator, args.input, args.output, device, args.batch_size, autocast, styles,
         tile=args.tile, overlap=args.tile_overlap, overwrite=args.overwrite, notes=notes,
         skip_existing=args.skip_existing,
+        unreadable=unreadable if args.on_bad_image == "skip" and Path(args.input).is_dir() else None,
     )  # fmt: skip
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    if not written:
+    if written:
+        folders = sorted({str(Path(path).parent) for path in written})
+        shown = ", ".join(Path(path).name for path in written[:3]) + (", ..." if len(written) > 3 else "")
+        print(f"wrote {len(written)} image(s) to {', '.join(folders)}: {shown}")
+    elif not unreadable:
         print(f"wrote nothing: every input already has its output in {args.output}")
-        return 0
-    folders = sorted({str(Path(path).parent) for path in written})
-    shown = ", ".join(Path(path).name for path in written[:3]) + (", ..." if len(written) > 3 else "")
-    print(f"wrote {len(written)} image(s) to {', '.join(folders)}: {shown}")
+    if unreadable:
+        print(f"sesim: error: {len(unreadable)} input(s) could not be read and were skipped (listed above); "
+              "fix or remove them, then --skip-existing translates just those", file=sys.stderr)  # fmt: skip
+        return 2
     return 0
 
 
@@ -403,6 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-existing",
         action="store_true",
         help="translate only the inputs without an output yet (finish a folder after a stop or a bad image)",
+    )
+    translate.add_argument(
+        "--on-bad-image",
+        choices=["skip", "stop"],
+        default="skip",
+        help="an unreadable input in a folder: skip it (one line each, the rest translated, exit 2 at the end) "
+        "or stop there",
     )
     translate.set_defaults(run=_translate)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,6 +182,7 @@ def translate_paths(
     progress: bool | None = None,
     notes: list[str] | None = None,
     skip_existing: bool = False,
+    unreadable: list[str] | None = None,
 ) -> list[Path]:
     """Translate a file or every image of a folder; consecutive images of one size share a batch.
 
@@ -191,7 +193,9 @@ def translate_paths(
     larger than that. ``progress``: a bar over images and tiles (``None``: on a terminal only).
     ``notes`` collects what the caller should tell the user (renamed outputs, automatic tiling).
     ``skip_existing`` translates only what has no output yet (the rest of a folder after a stop or
-    an unreadable image). Each output is written under a temporary name and then renamed, so a stop
+    an unreadable image). ``unreadable``: given, an input that cannot be read is skipped with a
+    warning on stderr and its error is appended there (the caller decides what that means);
+    ``None`` stops at it. Each output is written under a temporary name and then renamed, so a stop
     never leaves a truncated image behind to be taken for a finished one.
     """
     if overwrite and skip_existing:
@@ -222,7 +226,7 @@ def translate_paths(
     written: list[Path] = []
     bar = tqdm(total=len(jobs), unit="image", disable=None if progress is None else not progress, leave=False)
     try:
-        images_in_order = ((job, load_rgb(job.source)) for job in jobs)
+        images_in_order = readable(jobs, unreadable, bar)
         for group in same_size_batches(images_in_order, lambda item: item[1].size, batch_size):
             width, height = group[0][1].size
             side, parts = tile or 0, [group]
@@ -260,6 +264,22 @@ def translate_paths(
     finally:
         bar.close()
     return written
+
+
+def readable(jobs: list[Job], unreadable: list[str] | None, bar):
+    """``(job, image)`` for every input in order; an unreadable one stops the folder (``unreadable``
+    is ``None``) or is skipped with one line on stderr and its error kept in ``unreadable``."""
+    for job in jobs:
+        try:
+            image = load_rgb(job.source)
+        except DataError as error:
+            if unreadable is None:
+                raise
+            unreadable.append(str(error))
+            bar.write(f"warning: skipped: {error}", file=sys.stderr)
+            bar.update(1)
+            continue
+        yield job, image
 
 
 def save_image(image: Image.Image, path: Path) -> None:
