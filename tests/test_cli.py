@@ -194,10 +194,12 @@ def test_help_and_version_import_nothing_heavy():
     assert result.stdout.strip() == "[]"
 
 
-def test_debug_is_accepted_after_the_command(capsys):
-    with pytest.raises(Exception, match="unknown dataset"):
-        main(["download", "not_a_dataset", "--debug"])
+def test_debug_is_accepted_after_the_command_and_keeps_the_exit_code(capsys):
+    assert main(["download", "not_a_dataset", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("sesim: error:") and "unknown dataset" in err
     assert main(["download", "not_a_dataset"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_every_command_has_a_description_and_examples(capsys):

@@ -113,3 +113,9 @@ def test_registry_values_are_checked_against_the_registries_themselves():
         assert load_config("fsesim", ["model.generator.kind=test_only"]).model.generator.kind == "test_only"
     finally:
         del GENERATORS["test_only"]
+
+
+def test_adam_betas_outside_zero_one_are_a_config_error_not_a_traceback():
+    with pytest.raises(ConfigError, match=r"train\.betas"):
+        load_config("fsesim", ["train.betas=[2,3]"])
+    assert load_config("fsesim", ["train.betas=[0,0.99]"]).train.betas == (0.0, 0.99)

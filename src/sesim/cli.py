@@ -7,6 +7,7 @@ import argparse
 import json
 import re
 import sys
+import traceback
 from pathlib import Path
 
 from sesim import __version__
@@ -421,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = _command(
         commands, "export", "export the generator to ONNX (.onnx) or TorchScript (.pt)",
-        "The export takes any batch and any size (multiples of 4) and is checked against PyTorch on an image.",
+        "The export takes any batch and any size of at least 8x8 (it pads to multiples of 4 and crops back) and is "
+        "checked against PyTorch on an image.",
         "  sesim export runs/001-fsesim generator.onnx --check-image photo.jpg\n"
         "  sesim export runs/001-fsesim generator.pt",
     )  # fmt: skip
@@ -605,7 +607,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sesim: interrupted{f'; {hint}' if hint else ''}", file=sys.stderr)
         return 130
     except Exception as error:
-        if debug:
+        if debug and is_user_error(error):
+            traceback.print_exc()  # what --debug asks for; the line and the exit code stay a user error's
+        elif debug:
             raise
         if is_user_error(error):
             print(f"sesim: error: {one_line(error)}", file=sys.stderr)

@@ -218,7 +218,9 @@ class DataConfig(Section):
 class TrainConfig(Section):
     batch_size: int = Field(1, ge=1, description="global batch (split over processes under torchrun)")
     lr: float = Field(1e-4, gt=0, description="Adam learning rate of every network")
-    betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas")
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = Field(
+        (0.5, 0.999), description="Adam betas, each in [0, 1)"
+    )
     epochs: int = Field(200, ge=0, description="epochs at the constant learning rate")
     decay_epochs: int = Field(200, ge=0, description="epochs of linear decay to zero after them")
     schedule: Literal["epoch", "step"] = Field(
