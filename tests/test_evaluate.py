@@ -236,3 +236,16 @@ def test_an_input_given_for_a_metric_left_out_is_an_error_not_ignored(tmp_path, 
 
 def _mean_abs(x, y):
     return (x - y).abs().mean()
+
+
+def test_an_unwritable_report_is_refused_before_the_scoring(tmp_path, capsys, monkeypatch):
+    import sesim.evaluation.evaluate as evaluation
+
+    real = tmp_path / "real"
+    real.mkdir()
+    Image.new("RGB", (16, 16)).save(real / "a.png")
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("scored before the output was checked"))
+    out = tmp_path / "notes.txt" / "report"
+    assert main(["eval", "--real", str(real), "--fake", str(real), "--out", str(out), "--device", "cpu"]) == 2
+    assert "notes.txt is a file" in capsys.readouterr().err

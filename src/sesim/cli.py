@@ -89,11 +89,12 @@ def report_files(out: str | Path) -> list[Path]:
 def check_reports(paths: list[Path], option: str, overwrite: bool) -> None:
     """A report replaces an existing file only with ``--overwrite`` (checked before the work)."""
     from sesim.errors import DataError
-    from sesim.inference.translate import refuse_existing
+    from sesim.inference.translate import check_writable, refuse_existing
 
     for path in paths:
         if path.is_dir():
             raise DataError(f"{option}: {path} is a folder; choose another {option}")
+    check_writable(paths, option)
     if not overwrite:
         refuse_existing(paths, option)
 

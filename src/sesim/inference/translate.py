@@ -157,9 +157,24 @@ def refuse_existing(paths: list[Path], option: str) -> None:
         )
 
 
+def check_writable(paths: list[Path], option: str) -> None:
+    """Each of ``paths`` can be written: its nearest existing folder is a writable folder (checked
+    before the work, so a report or an export is not computed only to be lost)."""
+    for path in paths:
+        existing = next((parent for parent in Path(path).absolute().parents if parent.exists()), None)
+        if existing is None:
+            continue
+        if not existing.is_dir():
+            raise DataError(f"{option}: cannot write {path}: {existing} is a file; choose another {option}")
+        if not os.access(existing, os.W_OK):
+            raise DataError(f"{option}: cannot write in {existing}; choose a writable place for {option}")
+
+
 def check_output_file(output: Path, source: str | Path, source_name: str, option: str, overwrite: bool) -> None:
-    """One output file (an export, a picture): never ``source`` (nor a hard link to it), and an
-    existing file only with ``overwrite``; ``option`` names the flag in the message."""
+    """One output file (an export, a picture): never ``source`` (nor a hard link to it), an
+    existing file only with ``overwrite``, and a place that can be written; ``option`` names the
+    flag in the message."""
+    check_writable([output], option)
     if not output.exists():
         return
     if Path(source).exists() and os.path.samefile(output, source):
