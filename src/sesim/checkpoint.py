@@ -29,7 +29,12 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {"format": FORMAT, "format_version": FORMAT_VERSION, "sesim_version": __version__, **payload}
+    for stale in path.parent.glob(".*.pt.*.tmp"):  # left by a kill -9 mid-write (a run has one writer)
+        stale.unlink(missing_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(handle, 0o666 & ~umask)  # like every other file written (mkstemp makes it 0600)
     try:
         with os.fdopen(handle, "wb") as file:
             torch.save(document, file)
