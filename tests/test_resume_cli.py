@@ -174,3 +174,18 @@ def test_a_run_has_one_writer(started, capsys):
     finally:
         holder.release()
     assert main(["train", "--resume", str(started), "--set", "train.max_steps=4"]) == 0  # free again
+
+
+def test_a_hand_edited_config_is_never_ignored_without_a_word(started, capsys):
+    path = started / "config.yaml"
+    original = path.read_text()
+    path.write_text(original.replace("ngf: 8", "ngf: 16"))  # a network setting: the weights say otherwise
+    assert main(["train", "--resume", str(started), "--set", "train.max_steps=4"]) == 2
+    err = capsys.readouterr().err
+    assert "edited by hand (model.generator.ngf: 8 -> 16)" in err and "Traceback" not in err
+    path.write_text("train: [unclosed")
+    assert main(["train", "--resume", str(started), "--set", "train.max_steps=4"]) == 2
+    assert "no longer reads as this run's config" in capsys.readouterr().err
+    path.write_text(original.replace("every: 1", "every: 2", 1))  # log.every: a resume may change it
+    assert main(["train", "--resume", str(started), "--set", "train.max_steps=4"]) == 0
+    assert "log.every: 2 in the file, 1 in the checkpoint" in capsys.readouterr().err

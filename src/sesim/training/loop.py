@@ -9,12 +9,14 @@ import os
 import random
 import re
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
+import yaml
 from torch.utils.data import DataLoader
 
 from sesim.backbones import WeightsUnavailableError
@@ -28,6 +30,7 @@ from sesim.config import (
     absolute_paths,
     apply_override,
     check_resumable,
+    migrate_stored,
     to_yaml,
     validate,
 )
@@ -176,6 +179,41 @@ def banner(
     return "\n".join(lines)
 
 
+def check_hand_edits(resume: str | Path, stored: RunConfig) -> None:
+    """A run's ``config.yaml`` records what trains it and is never read back. A resume refuses a
+    file that no longer matches the checkpoint in a setting no resume may change (an edit by
+    hand), and says which value goes on where it differs in one a resume may change (an edit, or
+    the ``--set`` of a resume that stopped before its first checkpoint)."""
+    path = (Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent) / "config.yaml"
+    if not path.is_file():
+        return
+    try:
+        data = yaml.safe_load(path.read_text())
+        if not isinstance(data, dict):
+            raise ConfigError("not a mapping")
+        migrate_stored(data)
+        edited = config_changes(stored, validate(data, str(path)))
+    except (yaml.YAMLError, ConfigError) as error:
+        reason = str(error).splitlines()[0]
+        raise ConfigError(
+            f"{path} was edited and no longer reads as this run's config ({reason}); SeSim never reads it back: "
+            "put it back as it was (the checkpoint holds the run's settings) and change what a resume may change "
+            "with --set KEY=VALUE"
+        ) from None
+    fixed = {key: change for key, change in edited.items() if key not in RESUMABLE}
+    if fixed:
+        shown = "; ".join(f"{key}: {old} -> {new}" for key, (old, new) in list(fixed.items())[:3])
+        more = f" (and {len(fixed) - 3} more)" if len(fixed) > 3 else ""
+        raise ConfigError(
+            f"{path} was edited by hand ({shown}{more}), which no resume can change (it made the weights); SeSim "
+            "never reads the file back: put it back, or start a new run (--init-from RUN to keep the weights)"
+        )
+    if edited:  # a resume's --set that no checkpoint recorded yet, or an edit: say which value goes on
+        shown = "; ".join(f"{key}: {new} in the file, {old} in the checkpoint" for key, (old, new) in edited.items())
+        print(f"note: {path} differs from the checkpoint ({shown}); the checkpoint's values go on, "
+              "--set KEY=VALUE changes them", file=sys.stderr)  # fmt: skip
+
+
 def check_newest(resume: str | Path, checkpoint: dict) -> None:
     """A run resumes from its newest checkpoint: resuming an older step file in place would write
     the steps after it over the newer ones (and move ``latest.pt`` back)."""
@@ -230,6 +268,7 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
         checkpoint = checkpoint if checkpoint is not None else load_checkpoint(resume)
         check_newest(resume, checkpoint)
         stored = validate(checkpoint["config"], f"{resume} (stored config)")
+        check_hand_edits(resume, stored)
         config = stored if config is None else config
         changes = config_changes(stored, config)
         _check_same_run(changes)
