@@ -208,7 +208,7 @@ def check_hand_edits(resume: str | Path, stored: RunConfig) -> None:
             f"{path} was edited by hand ({shown}{more}), which no resume can change (it made the weights); SeSim "
             "never reads the file back: put it back, or start a new run (--init-from RUN to keep the weights)"
         )
-    if edited:  # a resume's --set that no checkpoint recorded yet, or an edit: say which value goes on
+    if edited and os.environ.get("RANK", "0") == "0":  # a resume's --set no checkpoint recorded, or an edit
         shown = "; ".join(f"{key}: {new} in the file, {old} in the checkpoint" for key, (old, new) in edited.items())
         print(f"note: {path} differs from the checkpoint ({shown}); the checkpoint's values go on, "
               "--set KEY=VALUE changes them", file=sys.stderr)  # fmt: skip
@@ -511,7 +511,6 @@ def _train(
                 try:
                     stats = training_step(real_a, real_b)
                 except NonFiniteLoss as error:  # unfused optimizers: checked on the host, nothing stepped
-                    guarded.pending.clear()
                     report_nonfinite(NonFiniteStep(step + 1, error.name, str(error.value), files))
                     stats = None
                 else:
