@@ -189,3 +189,20 @@ def test_signal_to_the_whole_process_group_with_loader_workers(tmp_path, data, n
     assert "interrupted at step" in stderr and "DataLoader worker" not in stderr
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     assert load_checkpoint(run_dir)["step"] >= 3
+
+
+def test_a_full_disk_while_saving_says_so_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    from sesim.checkpoint import save_checkpoint
+    from sesim.errors import DiskFull
+
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(folder / "latest.pt", {"step": 1, "weights": torch.zeros(1000)})
+    before = (folder / "latest.pt").read_bytes()
+
+    def full(*args, **kwargs):  # what torch.save raises when the disk fills under its zip writer
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 470")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(DiskFull, match=r"disk full at .*checkpoints: checkpoint latest\.pt did not fit \(~\d+ MB"):
+        save_checkpoint(folder / "latest.pt", {"step": 2, "weights": torch.zeros(1000)})
+    assert (folder / "latest.pt").read_bytes() == before and not list(folder.glob(".*"))

@@ -238,3 +238,23 @@ def test_a_stop_while_writing_leaves_no_partial_image_and_says_how_to_finish(tmp
     assert "interrupted; 1 output(s) written to" in err and "--skip-existing" in err
     assert sorted(os.listdir(out)) == ["a.png"]  # no truncated b.png, no temporary file
     Image.open(out / "a.png").verify()
+
+
+def test_a_full_disk_while_writing_names_it_and_how_to_finish(tmp_path, checkpoint, capsys, monkeypatch):
+    import errno
+
+    inputs, out = write_inputs(tmp_path / "in"), tmp_path / "out"
+    original, calls = Image.Image.save, {"n": 0}
+
+    def save(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    arguments = ["translate", str(checkpoint), str(inputs), str(out), "--device", "cpu", "--batch-size", "1"]
+    assert main(arguments) == 2
+    err = capsys.readouterr().err
+    assert f"disk full at {out}: b.png did not fit" in err and "1 output(s) written" in err
+    assert "--skip-existing" in err and "Traceback" not in err and sorted(os.listdir(out)) == ["a.png"]

@@ -14,7 +14,7 @@ import torch
 
 from sesim import __version__
 from sesim.config import migrate_stored
-from sesim.errors import CheckpointError
+from sesim.errors import CheckpointError, disk_full, is_disk_full
 
 FORMAT = "sesim-checkpoint"
 # 2: per-process RNG and image pools under "processes"; 3: the structure term's key names of
@@ -41,10 +41,27 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if is_disk_full(error):
+            raise disk_full(
+                path.parent, _tensor_bytes(document), f"checkpoint {path.name}",
+                "the previous checkpoint is intact; free some space or set log.out_dir on a larger disk "
+                "(log.keep_checkpoints keeps fewer)",
+            ) from None  # fmt: skip
         raise
     return path
+
+
+def _tensor_bytes(tree: Any) -> int:
+    """The bytes of the tensors in a nested payload (what a checkpoint mostly weighs)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.numel() * tree.element_size()
+    if isinstance(tree, dict):
+        return sum(_tensor_bytes(value) for value in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return sum(_tensor_bytes(value) for value in tree)
+    return 0
 
 
 _WHERE = "pass a training checkpoint (runs/NNN-name/checkpoints/latest.pt) or its run folder"

@@ -35,3 +35,30 @@ class WeightsUnavailableError(SesimError, RuntimeError):
 
 class ExportError(SesimError, ValueError):
     """The export cannot be done as asked (format, missing package); the message says what to do."""
+
+
+class DiskFull(SesimError, OSError):
+    """A write ran out of disk space; the message names the folder, what was needed and what is free."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """ENOSPC, also as ``torch.save``'s zip writer reports it (a ``RuntimeError`` about an
+    "unexpected pos" or a failed file write, with no errno)."""
+    import errno
+
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("unexpected pos" in text or "file write failed" in text)
+
+
+def disk_full(folder, needed_bytes: int | None, what: str, then: str) -> DiskFull:
+    """The one line for a full disk: where, how much the write needed and how much is free."""
+    import shutil
+
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    needed = f"~{needed_bytes / 2**20:.0f} MB needed, " if needed_bytes else ""
+    return DiskFull(f"disk full at {folder}: {what} did not fit ({needed}{free}); {then}")

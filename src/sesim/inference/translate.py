@@ -22,6 +22,7 @@ from sesim.data.images import (
     to_image,
     to_tensor,
 )
+from sesim.errors import DiskFull, disk_full, is_disk_full
 from sesim.inference.tiling import auto_tile, available_memory, bytes_per_pixel, count_tiles, fit_tile, translate_tiled
 
 # The generator's reflection pads need at least 2 pixels at quarter resolution.
@@ -265,7 +266,7 @@ def translate_paths(
                             save_image(to_image(result), job.targets[k])
                             written.append(job.targets[k])
                 bar.update(len(part))
-    except (DataError, KeyboardInterrupt) as stop:
+    except (DataError, DiskFull, KeyboardInterrupt) as stop:
         if written and len(jobs) > 1:
             rest = (
                 f"{len(written)} output(s) written to {written[0].parent}; "
@@ -303,6 +304,10 @@ def save_image(image: Image.Image, path: Path) -> None:
     try:
         image.save(partial, format=Image.registered_extensions()[path.suffix.lower()])
         os.replace(partial, path)
+    except OSError as error:
+        if is_disk_full(error):
+            raise disk_full(path.parent, None, path.name, "free some space") from None
+        raise
     finally:
         partial.unlink(missing_ok=True)
 
