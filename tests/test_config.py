@@ -119,3 +119,10 @@ def test_adam_betas_outside_zero_one_are_a_config_error_not_a_traceback():
     with pytest.raises(ConfigError, match=r"train\.betas"):
         load_config("fsesim", ["train.betas=[2,3]"])
     assert load_config("fsesim", ["train.betas=[0,0.99]"]).train.betas == (0.0, 0.99)
+
+
+def test_a_rule_across_keys_names_the_flag_that_broke_it_not_the_first_of_its_section():
+    with pytest.raises(ConfigError, match=r"^--set data\.crop_size=512: crop_size 512 is larger than load_size"):
+        load_config("fsesim", ["data.workers=0", "data.crop_size=512"])
+    with pytest.raises(ConfigError, match=r"^--set data\.load_size=100: crop_size 256 is larger"):
+        load_config("fsesim", ["data.workers=0", "data.load_size=100"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -476,11 +477,22 @@ def validate_section(
             if renamed:
                 message = f"{first['input']!r} is now called {renamed!r}"
         more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-        for assignment in overrides:
-            key = override_key(assignment)
-            if where == key or where.startswith(key + ".") or key.startswith(where + "."):
-                raise ConfigError(f"--set {assignment}: {message}{more}") from None
+        for assignment in _blamed(overrides, where, message, rule=first["type"] != "extra_forbidden"):
+            raise ConfigError(f"--set {assignment}: {message}{more}") from None
         raise ConfigError(f"{source}: {where}: {message}{more}") from None
+
+
+def _blamed(overrides: list[str] | tuple[str, ...], where: str, message: str, rule: bool) -> list[str]:
+    """The ``--set`` flags a problem at ``where`` is about: the flag of that key (or of a section
+    that holds it); for a rule across a section's keys (``crop_size`` above ``load_size``), only
+    flags whose key the message names, never just any flag of the section."""
+    exact = [a for a in overrides if where == (key := override_key(a)) or where.startswith(key + ".")]
+    if exact:
+        return exact
+    inside = [a for a in overrides if override_key(a).startswith(where + ".")]
+    if not rule:  # an unknown key below ``where``: the flag that gave it
+        return inside
+    return [a for a in inside if re.search(rf"\b{re.escape(override_key(a).rsplit('.', 1)[-1])}\b", message)]
 
 
 def stored_section(model: type[Section], stored: dict[str, Any], prefix: str, source: str):
