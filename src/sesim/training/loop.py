@@ -496,6 +496,7 @@ def _train(
     speed = Throughput(t.batch_size, total, step)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(t.deterministic or was_deterministic)
+    saved, in_step = step, False
     try:
         with stops:
             for batch in loader:
@@ -508,6 +509,7 @@ def _train(
                     if main:
                         logger.event(step + 1, "skipped_image", file=path, skipped_so_far=len(skipped.seen))
                 files = [*batch["path_a"], *batch["path_b"]]
+                in_step = True  # from here to the step count, the weights are between two steps
                 try:
                     stats = training_step(real_a, real_b)
                 except NonFiniteLoss as error:  # unfused optimizers: checked on the host, nothing stepped
@@ -518,6 +520,7 @@ def _train(
                 for scheduler in run.schedulers.values():
                     scheduler.step()
                 step += 1
+                in_step = False
                 bar.update()
                 if step % log.every == 0 or step == total:
                     for found in guarded.take():  # the device guard's flags: one read per log line
@@ -536,6 +539,7 @@ def _train(
                     for found in guarded.take():
                         report_nonfinite(found)
                     checkpointer.save(run_dir, step, best.best, f"step_{step:07d}.pt", "latest.pt")
+                    saved = step
                 if stop_now:
                     raise Interrupted(run_dir, step)
                 if spent and step < total:
@@ -546,11 +550,13 @@ def _train(
                             f"checkpoint saved. Continue with: sesim train --resume {run_dir}"
                         )
                     break
-    except BaseException:
+    except BaseException as error:
         if fresh and step == 0 and main:  # nothing trained: leave no empty numbered folder behind
             if logger is not None:
                 logger.close()
             shutil.rmtree(run_dir, ignore_errors=True)
+        elif step > saved and not in_step and processes.world_size == 1 and is_failure(error):
+            save_before_failing(checkpointer, run_dir, step, best.best, error, bar)
         raise
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
@@ -558,6 +564,27 @@ def _train(
         if logger is not None:
             logger.close()
     return run_dir
+
+
+def is_failure(error: BaseException) -> bool:
+    """An error that ends the run between two steps and leaves the weights good: not a stop the
+    loop made itself (signals save on their own; the non-finite stop names its last good one)."""
+    return isinstance(error, Exception) and not isinstance(error, TrainingStopped)
+
+
+def save_before_failing(checkpointer: Checkpointer, run_dir: Path, step: int, best: dict | None, error, bar) -> None:
+    """Keep the steps since the last checkpoint (a bad image, a worker's crash, a full disk where it
+    allows): save this step and say how to continue; a failed save replaces nothing."""
+    hint = " (--set data.on_bad_image=skip skips unreadable images)" if "cannot read image" in str(error) else ""
+    try:
+        checkpointer.save(run_dir, step, best, f"step_{step:07d}.pt", "latest.pt")
+    except Exception as failed:  # the cause may be the disk itself: the previous checkpoint stays
+        bar.write(f"note: could not save step {step} before stopping ({str(failed).splitlines()[0]})")
+        return
+    bar.write(
+        f"note: saved step {step} before stopping: {run_dir / 'checkpoints' / f'step_{step:07d}.pt'}; "
+        f"fix the cause, then continue with: sesim train --resume {run_dir}{hint}"
+    )
 
 
 def log_scalars(run: Run, logger: RunLogger | None, bar: Progress, step: int, stats: dict, speed: Throughput) -> None:
