@@ -86,6 +86,7 @@ class CapturedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.inputs: tuple[Tensor, Tensor] | None = None
         self.outputs: dict[str, Tensor] = {}
+        self.flags: dict[str, Tensor] = {}  # the non-finite guard's flags the graph writes
         self.eager_steps = 0
         self.failed: str | None = None
         self.side_stream = torch.cuda.Stream()
@@ -106,6 +107,7 @@ class CapturedStep:
         inputs[0].copy_(real_a)
         inputs[1].copy_(real_b)
         self.graph.replay()
+        self.method.skipped = self.flags  # the graph's own (an eager fallback above may have replaced them)
         return self.outputs
 
     def _eager(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
@@ -147,7 +149,7 @@ class CapturedStep:
             torch.cuda.synchronize()
             self.inputs, self.outputs = None, {}
             return False
-        self.graph = graph
+        self.graph, self.flags = graph, dict(self.method.skipped)
         return True
 
 
