@@ -123,3 +123,12 @@ def test_visualize_keeps_the_aspect_and_takes_points_in_image_pixels(tmp_path, c
         assert "with --point they do nothing" in capsys.readouterr().err
     assert main(["visualize", str(run_dir), str(wide), "--out", str(tmp_path / "x.png"), "--num-points", "0"]) == 2
     assert "--num-points must be at least 1" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+
+
+def test_analyze_refuses_what_leaves_its_auc_undefined(paired, tmp_path, capsys):
+    base = ["analyze", "--a", str(paired[0]), "--b", str(paired[1]), "--out", str(tmp_path / "out")]
+    assert main([*base, "--max-pairs", "1"]) == 2
+    assert "an AUC needs unaligned pairs" in capsys.readouterr().err
+    assert main([*base, "--unaligned", "0"]) == 2
+    assert "--unaligned 1 or more" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

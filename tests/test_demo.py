@@ -22,6 +22,16 @@ def test_demo_writes_report(tmp_path, capsys):
     assert "layout mIoU" in out and "colour error per class" in out
 
 
+def test_a_demo_stopped_by_its_time_budget_reports_the_steps_that_trained(tmp_path, capsys):
+    overrides = ["--set", "log.progress=false", "--set", "log.tensorboard=false", "--set", "train.max_minutes=0.0001"]
+    assert main(["demo", "--out", str(tmp_path), "--steps", "50", *overrides]) == 0
+    run_dir = next(tmp_path.glob("*-demo"))
+    summary = json.loads((run_dir / "report.json").read_text())
+    assert summary["steps"] < summary["max_steps"] == 50
+    assert f"{summary['steps']} of 50 steps: the time budget stopped it" in (run_dir / "report.html").read_text()
+    assert f"{summary['steps']} of 50 steps (the time budget)" in capsys.readouterr().out
+
+
 def test_demo_refuses_settings_it_would_drop_or_contradict(tmp_path, capsys):
     for extra, message in [
         (["--set", f"data.root={tmp_path}"], "the demo trains and scores on its own data"),

@@ -147,6 +147,11 @@ def _demo(args: argparse.Namespace) -> int:
     print(
         f"layout mIoU: untrained {summary['untrained']:.3f} -> trained {summary['trained']:.3f} "
         f"(ground truth {summary['ground_truth']:.3f}) in {summary['seconds']} s"
+        + (
+            f", {summary['steps']} of {summary['max_steps']} steps (the time budget)"
+            if summary["steps"] < summary["max_steps"]
+            else ""
+        )
     )
     lost = [f"{name} on {count}" for name, count in summary["lost"].items() if count]
     print(

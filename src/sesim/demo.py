@@ -78,6 +78,13 @@ def demo_data(root: Path) -> Path:
     return root
 
 
+def _steps(summary: dict) -> str:
+    """The steps that trained, and the planned ones when the time budget stopped the run earlier."""
+    if summary["steps"] < summary["max_steps"]:
+        return f"{summary['steps']} of {summary['max_steps']} steps: the time budget stopped it"
+    return f"{summary['steps']} steps"
+
+
 def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[str, ...] = ()) -> Path:
     """Generate data, train, and write ``report.html`` / ``report.png`` / ``report.json``; returns the run dir."""
     started = time.time()
@@ -101,7 +108,7 @@ def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[s
     device = pick_device(config.train.device, "train.device")
     torch.manual_seed(config.train.seed)
     untrained = build_generator(config.model.generator).to(device).eval()
-    trained, _ = load_generator(run_dir / "checkpoints" / "latest.pt", device)
+    trained, document = load_generator(run_dir / "checkpoints" / "latest.pt", device)
     test_files = list_images(data_root / "testA")
     inputs = torch.stack([to_tensor(load_rgb(p)) for p in test_files]).to(device)
     truth = torch.stack([to_tensor(load_rgb(data_root / "testB" / p.name)) for p in test_files])
@@ -121,7 +128,8 @@ def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[s
         "ground_truth": float(np.mean(scores_truth)),
         "per_image": [round(s, 3) for s in scores_after],
         **colour_scores(after.cpu(), truth, labels),
-        "steps": config.train.max_steps,
+        "steps": document["step"],  # what trained: the time budget may stop it before max_steps
+        "max_steps": config.train.max_steps,
         "seed": config.train.seed,
         "seconds": round(time.time() - started, 1),
         "device": str(device),
@@ -137,7 +145,7 @@ def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[s
         "<p>Columns: input (flat layout) | untrained generator | trained generator | ground truth.</p>"
         f"<table border=1 cellpadding=4><tr><th>{html.escape(summary['metric'])}</th><th>mean</th></tr>"
         f"<tr><td>untrained</td><td>{summary['untrained']:.3f}</td></tr>"
-        f"<tr><td>trained ({summary['steps']} steps)</td><td>{summary['trained']:.3f}</td></tr>"
+        f"<tr><td>trained ({_steps(summary)})</td><td>{summary['trained']:.3f}</td></tr>"
         f"<tr><td>ground-truth rendering</td><td>{summary['ground_truth']:.3f}</td></tr></table>"
         "<h2>Every class in its own colour?</h2><p>Distance (RGB, 0-255) of each class's mean colour in the "
         "trained translation to the ground-truth rendering's, and on how many test images the class was drawn "

@@ -109,7 +109,17 @@ def analyze(
     seed: int = 0,
 ) -> dict:
     """Score aligned and unaligned pairs under every loss; returns the JSON-ready summary."""
+    if max_pairs < 2 or unaligned_per_image < 1:
+        raise ConfigError(
+            f"--max-pairs {max_pairs} --unaligned {unaligned_per_image}: an AUC needs unaligned pairs to compare "
+            "with; give --max-pairs 2 or more and --unaligned 1 or more"
+        )
     pairs = paired_files(folder_a, folder_b)[:max_pairs]
+    if len(pairs) < 2:
+        raise ConfigError(
+            f"--a {folder_a}, --b {folder_b}: {len(pairs)} pair of files with one name; an AUC needs at least 2 "
+            "(the unaligned pairs are made across them)"
+        )
     network = build_backbone(backbone, weights=weights)
     heads = None
     if heads_checkpoint is not None:
