@@ -26,13 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, sync
 from sesim.config import load_config
 from sesim.methods import Optimization
-from sesim.training.graphs import (
-    COMPILE_UNDER_GRAPH,
-    WARMUP_STEPS,
-    learning_rates_on_device,
-    step_function,
-    use_cuda_graphs,
-)
+from sesim.training.graphs import WARMUP_STEPS, CapturedStep, prepare_step
 from sesim.training.loop import build_method
 
 # name -> config overrides (every variant also runs the loop's own construction)
@@ -78,16 +72,11 @@ def build_step(preset: str, overrides: tuple[str, ...], batch: int, device: torc
     nhwc = t.channels_last is True  # the loop's rule: auto is contiguous
     layout = torch.channels_last if nhwc else torch.contiguous_format
     method.place(device, torch.float32, layout)
-    captured = use_cuda_graphs(t.cuda_graphs, method, device, 1)
-    mode = COMPILE_UNDER_GRAPH.get(t.compile, t.compile) if captured else t.compile
-    if mode != "off":
-        for module in method.compile_targets():
-            module.compile(mode=mode)
     query_rng = torch.Generator(device=device).manual_seed(0)
-    if captured:
-        learning_rates_on_device(method.optimizers, device)
+    step = prepare_step(method, query_rng, t.cuda_graphs, t.compile, device, 1, strict=True)
+    captured = isinstance(step, CapturedStep)
     switches = {"precision": t.precision, "channels_last": str(nhwc), "cuda_graphs": captured, "compile": t.compile}
-    return method, step_function(method, query_rng, captured, strict=True), layout, switches
+    return method, step, layout, switches
 
 
 def measure(preset: str, name: str, batch: int, device: torch.device, repeats: int, warmup: int, size: int) -> dict:

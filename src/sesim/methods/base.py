@@ -49,8 +49,8 @@ class TranslationMethod(nn.Module):
         optimization: learning rate, Adam betas, image-pool size, seed of the pools.
         check_finite: never step on a NaN/Inf loss. With fused Adam (the default) the check runs on
             the device: the optimizer gets the loss's non-finite flag as ``found_inf`` and skips
-            its update, with no host sync; the losses of each step are kept for the training loop
-            to read when it logs (:meth:`step_losses`). Unfused optimizers raise
+            its update, with no host sync; the flags of each step are kept for the training loop
+            to read when it logs (:meth:`skipped_updates`). Unfused optimizers raise
             :class:`NonFiniteLoss` before stepping (one host sync per optimizer step).
         autocast: ``torch.bfloat16`` runs the forward passes under autocast (weights, optimizer
             states and the similarity maps stay float32); ``None`` is full precision.
@@ -132,8 +132,7 @@ class TranslationMethod(nn.Module):
         if self.check_finite:
             if optimizer.defaults.get("fused"):
                 # x * 0 is 0 for a finite x and NaN for NaN or +-inf: 0 or 1, no host sync, two kernels.
-                flag = (loss.detach() * 0).nan_to_num(nan=1.0)
-                optimizer.found_inf = self.any_rank(flag if flag.dtype == torch.float32 else flag.float())
+                optimizer.found_inf = self.any_rank((loss.detach() * 0).nan_to_num(nan=1.0).float())
                 self.skipped[name] = optimizer.found_inf
             elif not self.all_ranks_true(torch.isfinite(loss)):
                 raise NonFiniteLoss(name, loss.detach().item())

@@ -185,7 +185,7 @@ class RunLock:
     take over; the file names the holder for the refusal's message."""
 
     def __init__(self) -> None:
-        self.file, self.path = None, None
+        self.file = None
 
     def acquire(self, run_dir: Path) -> None:
         if fcntl is None:  # no flock (Windows): one writer is the user's to keep
@@ -206,7 +206,7 @@ class RunLock:
         handle.truncate()
         handle.write(f"process {os.getpid()} on {socket.gethostname()}")
         handle.flush()
-        self.file, self.path = handle, path
+        self.file = handle
 
     def release(self) -> None:
         if self.file is None:
@@ -217,7 +217,7 @@ class RunLock:
         self.file.truncate()
         fcntl.flock(self.file, fcntl.LOCK_UN)
         self.file.close()
-        self.file = self.path = None
+        self.file = None
 
 
 @dataclass

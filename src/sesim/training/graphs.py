@@ -91,10 +91,6 @@ class CapturedStep:
         self.failed: str | None = None
         self.side_stream = torch.cuda.Stream()
 
-    @property
-    def captured(self) -> bool:
-        return self.graph is not None
-
     def __call__(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         if self.graph is None:
             if self.failed is not None or self.eager_steps < WARMUP_STEPS:
@@ -172,3 +168,32 @@ def step_function(
         return method.training_step(real_a, real_b, query_rng)
 
     return step
+
+
+def prepare_step(
+    method: TranslationMethod,
+    query_rng: torch.Generator,
+    cuda_graphs: str,
+    compile_mode: str,
+    device: torch.device,
+    processes: int,
+    distribute: Callable[[], None] | None = None,
+    strict: bool | None = None,
+) -> Callable[[Tensor, Tensor], dict[str, Tensor]]:
+    """``train.cuda_graphs`` and ``train.compile`` applied to a placed method, as ``sesim train``
+    runs it (the benchmarks build their steps through here too): compile (kernels only under the
+    whole-step graph), ``distribute`` (DDP wrapping, between compile and capture), learning rates on
+    the device for a capture, and the step function. ``strict``: a failed capture raises (default:
+    only with ``cuda_graphs=on``)."""
+    captured = use_cuda_graphs(cuda_graphs, method, device, processes)
+    mode = COMPILE_UNDER_GRAPH.get(compile_mode, compile_mode) if captured else compile_mode
+    if mode != "off":
+        for module in method.compile_targets():
+            module.compile(mode=mode)
+    if distribute is not None:
+        distribute()
+    if captured:
+        learning_rates_on_device(method.optimizers, device)
+    compile_graphs = device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")
+    strict = cuda_graphs == "on" if strict is None else strict
+    return step_function(method, query_rng, captured, strict, compile_graphs)

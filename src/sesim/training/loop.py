@@ -38,6 +38,7 @@ from sesim.data.images import DataError, list_images
 from sesim.data.unpaired import StepSampler, UnpairedImages, domain_folders
 from sesim.errors import DeviceError
 from sesim.inference import pick_device, resolve_precision, weight_dtype
+from sesim.inference.translate import check_writable
 from sesim.methods import METHODS, NonFiniteLoss, Optimization, TranslationMethod
 from sesim.training import distributed
 from sesim.training.chores import (
@@ -56,7 +57,7 @@ from sesim.training.chores import (
     plan_steps,
 )
 from sesim.training.distributed import Processes
-from sesim.training.graphs import COMPILE_UNDER_GRAPH, learning_rates_on_device, step_function, use_cuda_graphs
+from sesim.training.graphs import prepare_step, use_cuda_graphs
 from sesim.training.logging import Progress, RunLogger, new_run_dir, save_grid, write_samples_page
 from sesim.training.state import Checkpointer, load_initial_weights, restore_training
 from sesim.training.validation import Validator
@@ -133,12 +134,7 @@ def preflight(config: RunConfig) -> list[str]:
     v = config.validation
     if v.every:
         lines.append(f"validation: {len(list_images(v.folder_a, 'validation.folder_a'))} held-out images")
-    out = Path(config.log.out_dir)
-    existing = next((parent for parent in (out, *out.parents) if parent.exists()), None)
-    if existing is not None and not os.access(existing, os.W_OK):
-        raise ConfigError(
-            f"log.out_dir: cannot write in {existing}; choose a writable folder with --set log.out_dir=DIR"
-        )
+    check_writable([Path(config.log.out_dir) / "config.yaml"], "log.out_dir")
     return lines
 
 
@@ -179,12 +175,17 @@ def banner(
     return "\n".join(lines)
 
 
+def resumed_run_dir(resume: str | Path) -> Path:
+    """The run folder a ``--resume`` names: the folder itself, or the one a checkpoint file sits in."""
+    return Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
+
+
 def check_hand_edits(resume: str | Path, stored: RunConfig) -> None:
     """A run's ``config.yaml`` records what trains it and is never read back. A resume refuses a
     file that no longer matches the checkpoint in a setting no resume may change (an edit by
     hand), and says which value goes on where it differs in one a resume may change (an edit, or
     the ``--set`` of a resume that stopped before its first checkpoint)."""
-    path = (Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent) / "config.yaml"
+    path = resumed_run_dir(resume) / "config.yaml"
     if not path.is_file():
         return
     try:
@@ -219,11 +220,11 @@ def check_newest(resume: str | Path, checkpoint: dict) -> None:
     the steps after it over the newer ones (and move ``latest.pt`` back)."""
     if Path(resume).is_dir():
         return
-    folder = Path(resume).parent
-    steps = [int(m.group(1)) for f in folder.glob("step_*.pt") if (m := re.fullmatch(r"step_(\d+)\.pt", f.name))]
+    run_dir = resumed_run_dir(resume)
+    names = (f.name for f in (run_dir / "checkpoints").glob("step_*.pt"))
+    steps = [int(m.group(1)) for name in names if (m := re.fullmatch(r"step_(\d+)\.pt", name))]
     newest = max(steps, default=checkpoint["step"])
     if checkpoint["step"] < newest:
-        run_dir = folder.parent
         raise ConfigError(
             f"--resume {resume}: step {checkpoint['step']} of {run_dir}, which already reached step {newest}; "
             f"resuming it there would overwrite the newer checkpoints. Continue the run with --resume {run_dir}, "
@@ -400,16 +401,12 @@ def speed_up(run: Run) -> Callable[[torch.Tensor, torch.Tensor], dict]:
     """``train.compile``, the gradient-carrying calls through DDP when distributed, and the step
     the loop calls: captured as one CUDA graph (``train.cuda_graphs``) or the method's eager one."""
     t, processes = run.config.train, run.processes
-    captured = use_cuda_graphs(t.cuda_graphs, run.method, run.device, processes.world_size)
-    mode = COMPILE_UNDER_GRAPH.get(t.compile, t.compile) if captured else t.compile
-    if mode != "off":
-        for module in run.method.compile_targets():
-            module.compile(mode=mode)
-    run.method.distribute(lambda module: processes.wrap(module, run.device), processes.all_true, processes.any_rank)
-    if captured:
-        learning_rates_on_device(run.method.optimizers, run.device)
-    compile_graphs = run.device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")
-    return step_function(run.method, run.query_rng, captured, t.cuda_graphs == "on", compile_graphs)
+    return prepare_step(
+        run.method, run.query_rng, t.cuda_graphs, t.compile, run.device, processes.world_size,
+        distribute=lambda: run.method.distribute(
+            lambda module: processes.wrap(module, run.device), processes.all_true, processes.any_rank
+        ),
+    )  # fmt: skip
 
 
 def data_loader(run: Run, step: int) -> DataLoader:
@@ -436,7 +433,7 @@ def open_run_dir(run: Run, resume, fresh: bool, changed: bool, lock: RunLock) ->
     main = run.processes.main
     run_dir, refused = None, None
     if resume is not None:
-        run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
+        run_dir = resumed_run_dir(resume)
     if main:
         try:
             run_dir = new_run_dir(run.config.log.out_dir, run.config.name) if fresh else run_dir
@@ -492,6 +489,10 @@ def _train(
         latest = run_dir / "checkpoints" / "latest.pt"
         nonfinite.record(found, str(latest) if latest.exists() else "none yet (nothing was saved before this)")
 
+    def report_skipped() -> None:
+        for found in guarded.take():  # the device guard's flags: one read per log line or save
+            report_nonfinite(found)
+
     stops, budget = StopRequests(), TimeBudget(t.max_minutes)
     speed = Throughput(t.batch_size, total, step)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -523,8 +524,7 @@ def _train(
                 in_step = False
                 bar.update()
                 if step % log.every == 0 or step == total:
-                    for found in guarded.take():  # the device guard's flags: one read per log line
-                        report_nonfinite(found)
+                    report_skipped()
                     if stats is not None:
                         log_scalars(run, logger, bar, step, stats, speed)
                 if main and (step % log.sample_every == 0 or step == total):
@@ -536,8 +536,7 @@ def _train(
                 # The wall-clock budget: every process stops at the same step (rank 0's clock decides).
                 spent = t.max_minutes is not None and processes.any_flag(main and budget.spent())
                 if step % log.checkpoint_every == 0 or step == total or stop_now or spent:
-                    for found in guarded.take():
-                        report_nonfinite(found)
+                    report_skipped()
                     checkpointer.save(run_dir, step, best.best, f"step_{step:07d}.pt", "latest.pt")
                     saved = step
                 if stop_now:
