@@ -132,3 +132,23 @@ def test_analyze_refuses_what_leaves_its_auc_undefined(paired, tmp_path, capsys)
     assert main([*base, "--unaligned", "0"]) == 2
     assert "--unaligned 1 or more" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "extra,fragment",
+    [
+        (["--size", "0"], "--size 0: images are resized"),
+        (["--size", "24", "--taps", "stage5"], "--size 24: tap stage5 is 1x1"),
+        (["--size", "100000"], "--size 100000 with 2 pairs needs ~"),
+        (["--window", "1"], "--window 1: a local window needs at least 2x2"),
+    ],
+)
+def test_analyze_refuses_sizes_and_windows_it_cannot_run(paired, tmp_path, capsys, extra, fragment):
+    out = tmp_path / "out"
+    assert (
+        main(["analyze", "--a", str(paired[0]), "--b", str(paired[1]), "--max-pairs", "2", "--out", str(out), *extra])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1, err
+    assert not out.exists()

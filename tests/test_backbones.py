@@ -4,6 +4,7 @@ from urllib.error import URLError
 
 import pytest
 import torch
+from PIL import Image
 
 from sesim.backbones import BACKBONES, WeightsUnavailableError, build_backbone
 from sesim.backbones.vgg import VGG16_FILE
@@ -96,7 +97,16 @@ def test_malicious_weights_file_refused(tmp_path):
 
     path = tmp_path / "evil.pth"
     torch.save({"x": Evil()}, path)
-    with pytest.raises(WeightsUnavailableError, match="cannot read weights file"):
+    with pytest.raises(WeightsUnavailableError, match="cannot read weights file") as info:
+        build_backbone("vgg16", weights=path)
+    # the reason in the user's words, never PyTorch's advice to load it unsafely
+    assert "would run code" in str(info.value) and "weights_only" not in str(info.value)
+
+
+def test_weights_file_of_another_kind_named(tmp_path):
+    path = tmp_path / "photo.pth"
+    Image.new("RGB", (8, 8)).save(path, format="JPEG")
+    with pytest.raises(WeightsUnavailableError, match=r"photo\.pth: it is a JPEG image, not a PyTorch weights file"):
         build_backbone("vgg16", weights=path)
 
 

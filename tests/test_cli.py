@@ -48,6 +48,70 @@ def test_dry_run_catches_what_a_real_start_would(tmp_path, capsys, monkeypatch, 
     assert fragment in err and err.count("\n") == 1
 
 
+def _cut_short(data):
+    path = sorted((data / "trainA").iterdir())[1]
+    path.write_bytes(path.read_bytes()[:200])  # the header reads; the pixels end early
+    return path
+
+
+def _not_an_image(data):
+    path = sorted((data / "trainB").iterdir())[2]
+    path.write_bytes(b"not an image")
+    return path
+
+
+def _mixed_sizes(data):
+    path = sorted((data / "trainA").iterdir())[0]
+    Image.new("RGB", (24, 40)).save(path)
+    return path
+
+
+def _unpaired_validation(data):
+    (data / "testB" / sorted(p.name for p in (data / "testB").iterdir())[0]).rename(data / "testB" / "other.png")
+    return data / "testB"
+
+
+# What a real start rejects, a dry run rejects too (the same check, the same line, exit 2, no run folder).
+TWINS = [
+    (_not_an_image, [], "--dry-run", "cannot read image"),
+    (_cut_short, [], "--dry-run=full", "cannot read image"),
+    (_mixed_sizes, ["data.preprocess=none"], "--dry-run", "data.preprocess=none trains on whole images"),
+    (_unpaired_validation, ["validation.every=2", "validation.metric=rmse"], "--dry-run", "no ground truth named"),
+]
+
+
+@pytest.mark.parametrize("spoil,extra,dry_run,fragment", TWINS, ids=[twin[0].__name__ for twin in TWINS])
+def test_dry_run_is_the_real_starts_twin(tmp_path, capsys, spoil, extra, dry_run, fragment):
+    data = tiny_data(tmp_path / "data")
+    settings = [*TINY, f"log.out_dir={tmp_path / 'runs'}", *extra]
+    settings += (
+        [f"validation.folder_a={data / 'testA'}", f"validation.folder_b={data / 'testB'}"]
+        if extra[:1] == ["validation.every=2"]
+        else []
+    )
+    flags = [arg for item in settings for arg in ("--set", item)]
+    command = ["train", "fsesim", "--data", str(data), *flags, "--set", "train.max_steps=2"]
+    assert main([*command, dry_run]) == 0  # passes before the file is spoilt
+    spoil(data)
+    capsys.readouterr()
+    assert main([*command, dry_run]) == 2
+    dry = capsys.readouterr().err
+    assert fragment in dry and dry.count("\n") == 1, dry
+    assert main(command) == 2
+    real = capsys.readouterr().err
+    assert fragment in real and real.count("\n") == 1, real
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_dry_run_notes_what_skip_mode_will_skip(tmp_path, capsys):
+    data = tiny_data(tmp_path / "data")
+    bad = _not_an_image(data)
+    flags = [arg for item in [*TINY, "data.on_bad_image=skip"] for arg in ("--set", item)]
+    assert main(["train", "fsesim", "--data", str(data), *flags, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"domain B: 1 unreadable image(s) will be skipped: cannot read image {bad}" in out
+
+
 def _offline(url, file_name, what, hint):
     from sesim.backbones import WeightsUnavailableError
 

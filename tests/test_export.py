@@ -95,3 +95,17 @@ def test_an_export_over_the_tolerance_replaces_nothing(run_dir, tmp_path, capsys
     assert main(["export", str(run_dir), str(tmp_path / "new.onnx"), "--tolerance", "-1"]) == 2
     assert "--tolerance must be at least 0" in capsys.readouterr().err
     assert main(["export", str(run_dir), str(tmp_path / "new.pt"), "--tolerance", "0.02"]) == 0
+
+
+def test_ctrl_c_during_an_export_writes_nothing_and_says_so(run_dir, tmp_path, capsys, monkeypatch):
+    target = tmp_path / "g.onnx"
+    target.write_bytes(b"an earlier export")
+
+    def interrupted(path, images):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module, "run_exported", interrupted)
+    assert main(["export", str(run_dir), str(target), "--overwrite"]) == 130
+    err = capsys.readouterr().err
+    assert err == f"sesim: interrupted; nothing written; {target} is unchanged\n"
+    assert target.read_bytes() == b"an earlier export" and sorted(tmp_path.iterdir()) == [target]

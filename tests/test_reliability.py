@@ -211,26 +211,26 @@ def test_a_full_disk_while_saving_says_so_and_keeps_the_previous_checkpoint(tmp_
 def test_an_error_between_steps_saves_them_first_and_the_run_resumes_exactly(tmp_path, data, monkeypatch, capsys):
     """A bad image met at step 4 (checkpoints every 100 steps): steps 1-3 are saved before the
     error ends the run, and resuming them gives the weights of a run that never failed."""
+    import sesim.data.unpaired as unpaired
     from sesim.data.images import DataError
-    from sesim.data.unpaired import UnpairedImages
 
-    original, calls = UnpairedImages.__getitem__, {"n": 0}
+    original, calls = unpaired.load_rgb, {"n": 0}
 
-    def getitem(self, index):
+    def load_rgb(path):
         calls["n"] += 1
-        if calls["n"] == 7:  # batch 2: the first image of step 4
+        if calls["n"] == 13:  # batch 2, an A and a B image per item: the first image of step 4
             raise DataError("cannot read image trainA/broken.png: truncated")
-        return original(self, index)
+        return original(path)
 
-    monkeypatch.setattr(UnpairedImages, "__getitem__", getitem)
+    monkeypatch.setattr(unpaired, "load_rgb", load_rgb)
     settings = ("train.max_steps=5", "log.checkpoint_every=100")
-    with pytest.raises(DataError, match=r"broken\.png"):
+    with pytest.raises(DataError, match=r"broken\.png: truncated \(--set data\.on_bad_image=skip skips"):
         train(tiny_config("fsesim", data, tmp_path / "failed", *settings))
     (run_dir,) = (tmp_path / "failed").iterdir()
     assert load_checkpoint(run_dir)["step"] == 3
     out = capsys.readouterr()
-    assert "saved step 3 before stopping" in out.out + out.err and "data.on_bad_image=skip" in out.out + out.err
-    monkeypatch.setattr(UnpairedImages, "__getitem__", original)
+    assert "saved step 3 before stopping" in out.out + out.err
+    monkeypatch.setattr(unpaired, "load_rgb", original)
     resumed = train(None, resume=run_dir)
     straight = train(tiny_config("fsesim", data, tmp_path / "straight", *settings))
     a, b = load_checkpoint(straight)["networks"]["generator"], load_checkpoint(resumed)["networks"]["generator"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import torch
 from sesim import __version__
 from sesim.config import migrate_stored
 from sesim.errors import CheckpointError, disk_full, is_disk_full
+from sesim.torch_files import UnsafeOrUnreadable, file_kind, load_weights_only
 
 FORMAT = "sesim-checkpoint"
 # 2: per-process RNG and image pools under "processes"; 3: the structure term's key names of
@@ -66,64 +65,6 @@ def _tensor_bytes(tree: Any) -> int:
 
 _WHERE = "pass a training checkpoint (runs/NNN-name/checkpoints/latest.pt) or its run folder"
 
-# How files that are not checkpoints begin.
-_SIGNATURES = (
-    (b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"GIF8", "a GIF image"),
-    (b"RIFF", "a RIFF file (WebP image?)"), (b"BM", "a BMP image"), (b"%PDF", "a PDF document"),
-    (b"\x1f\x8b", "a gzip archive"),
-)  # fmt: skip
-
-
-def _file_kind(path: Path) -> str | None:
-    """What a file that is not a checkpoint is, from its first bytes (``None``: it may be one)."""
-    with path.open("rb") as file:
-        head = file.read(4096)
-    if not head:
-        return "an empty file"
-    for signature, kind in _SIGNATURES:
-        if head.startswith(signature):
-            return kind
-    if head.startswith(b"PK\x03\x04"):  # a zip: torch.save's format, or a TorchScript archive
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-        except zipfile.BadZipFile:
-            return None  # damaged: torch.load says how
-        if any(name.endswith(("/constants.pkl", "/code/")) or "/code/" in name for name in names):
-            return "a TorchScript export (sesim export writes these for deployment; they hold no training state)"
-        if not any(name.endswith("/data.pkl") for name in names):
-            return "a zip archive"
-        return None
-    if head.startswith(b"\x80"):  # a pickle (torch's legacy format)
-        return None
-    if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":
-        return "an ONNX model (sesim export writes these for deployment; they hold no training state)"
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
-        return "not a PyTorch file (unrecognised bytes)"
-    return "a text file"
-
-
-def _load_failure(error: Exception) -> str:
-    """The reason ``torch.load`` gave, in the user's words."""
-    text = str(error)
-    if "Unsupported global" in text or "not an allowed global" in text:
-        return "it holds Python objects that would run code when unpickled, which SeSim refuses to load"
-    if "Unsupported operand" in text:
-        return (
-            "it was pickled with a protocol the safe loader cannot read (torch.save(..., pickle_protocol=N)); "
-            "save it again with torch.save's default protocol"
-        )
-    if "WeightsUnpickler error" in text:
-        return "the safe loader refused it: " + text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
-    if "central directory" in text or "failed reading zip archive" in text or "unexpected EOF" in text:
-        return "the file is truncated or damaged (an interrupted copy or download?)"
-    if isinstance(error, EOFError) or "Ran out of input" in text:
-        return "the file is truncated (it ends before the checkpoint does)"
-    lines = text.strip().splitlines()
-    return lines[0] if lines and len(lines[0]) > 3 else f"{type(error).__name__}: not a PyTorch checkpoint"
-
 
 def link_checkpoint(source: str | Path, target: str | Path) -> Path:
     """Make ``target`` the same checkpoint as ``source`` without a second copy on disk (a hard
@@ -167,15 +108,13 @@ def checkpoint_file(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, Any]:
     """Load safely and check the format (and the method, when given)."""
     path = checkpoint_file(path)
-    kind = _file_kind(path)
+    kind = file_kind(path)
     if kind is not None:
         raise CheckpointError(f"{path} is {kind}, not a SeSim checkpoint; {_WHERE}")
     try:
-        with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
-            warnings.simplefilter("ignore", UserWarning)
-            document = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"cannot load checkpoint {path}: {_load_failure(error)}") from None
+        document = load_weights_only(path)
+    except UnsafeOrUnreadable as error:
+        raise CheckpointError(f"cannot load checkpoint {path}: {error}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a SeSim checkpoint; {_WHERE}")
     written = document.get("format_version")

@@ -31,7 +31,7 @@ def one_line(error: BaseException) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from sesim.config import ConfigError, load_config, override_key, to_yaml
-    from sesim.training.loop import preflight, resume_config, train
+    from sesim.training.loop import check_resume, preflight, resume_config, train
 
     for flag, given, key in (("--data", args.data, "data.root"), ("--init-from", args.init_from, "train.init_from")):
         twice = [item for item in args.set or [] if override_key(item) == key]
@@ -47,8 +47,9 @@ def _train(args: argparse.Namespace) -> int:
             overrides += [f"data.root={Path(args.data).absolute()}", "data.folder_a=", "data.folder_b="]
         config, checkpoint = resume_config(args.resume, overrides)
         if args.dry_run:
+            check_resume(args.resume, checkpoint, config)
             print(to_yaml(config), end="")
-            for line in preflight(config):
+            for line in preflight(config, decode=args.dry_run == "full"):
                 print(f"# ok: {line}")
             print(f"# would resume {args.resume} at step {checkpoint['step']} (dry run: nothing trained)")
             return 0
@@ -65,7 +66,7 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     if args.dry_run:
         print(to_yaml(config), end="")
-        for line in preflight(config):
+        for line in preflight(config, decode=args.dry_run == "full"):
             print(f"# ok: {line}")
         print("# dry run: every check a real start makes passed; nothing trained")
         return 0
@@ -201,6 +202,10 @@ def _export(args: argparse.Namespace) -> int:
         kept = f"; {args.output} is unchanged" if Path(args.output).exists() else ""
         print(f"sesim: error: {error}; nothing written{kept} (a --tolerance above it accepts it)", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        kept = f"; {args.output} is unchanged" if Path(args.output).exists() else ""
+        print(f"sesim: interrupted; nothing written{kept}", file=sys.stderr)
+        return 130
     print(f"wrote {args.output}; largest difference to PyTorch on the check image: {gap:.2e}")
     return 0
 
@@ -358,8 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.batch_size=4"
     )
     train.add_argument(
-        "--dry-run", action="store_true",
-        help="print the resolved config and check what a real start checks (data, taps, weights, device); no training",
+        "--dry-run", dest="dry_run", action="store_const", const="headers",
+        help="print the resolved config and make every check a real start makes (every image's header, shapes, "
+        "taps, weights, device, validation pairs, output folder); no training",
+    )  # fmt: skip
+    train.add_argument(
+        "--dry-run=full", dest="dry_run", action="store_const", const="full",
+        help="as --dry-run, and decode every training image in full (finds truncated files)",
     )  # fmt: skip
     train.add_argument(
         "--resume", metavar="RUN_DIR",

@@ -24,7 +24,7 @@ from torchmetrics.functional.classification import binary_auroc
 
 from sesim.backbones import BACKBONES, DEFAULT_TAPS, build_backbone
 from sesim.config import ConfigError
-from sesim.data.images import DataError, list_images, load_rgb, to_tensor
+from sesim.data.images import DataError, available_ram, list_images, load_rgb, to_tensor
 from sesim.losses import patch_nce_loss, sample_query_ids, spatial_correlative_loss
 
 Features = dict[str, Tensor]
@@ -86,6 +86,36 @@ def build_distances(taps: tuple[str, ...], shapes: dict[str, tuple[int, int]], n
     return distances
 
 
+PROBE = 64  # side of the image whose features tell the tap sizes and feature bytes per pixel
+ACTIVATION_FACTOR = 40  # the backbone's transient activations, in input-tensor sizes (generous)
+
+
+def check_size(network: torch.nn.Module, taps: tuple[str, ...], size: int, window: int, pairs: int) -> None:
+    """Refuse a ``--size`` whose tap maps are too small for the losses (at least 2x2, and the
+    window's 4 keys) or whose features for every image would not fit in the memory there is,
+    before any image is read."""
+    if size < 16:
+        raise ConfigError(f"--size {size}: images are resized to SIZE x SIZE for the backbone; give 16 or more")
+    probe = network(torch.zeros(1, 3, PROBE, PROBE), taps)
+    for tap, features in probe.items():
+        stride = PROBE // min(features.shape[-2:])
+        side = size // stride
+        if side < 2:
+            raise ConfigError(
+                f"--size {size}: tap {tap} is {side}x{side} at that size (it divides by {stride}); "
+                f"the losses need at least 2x2: give --size {2 * stride} or more"
+            )
+    scale = (size / PROBE) ** 2
+    per_image = 4 * scale * (sum(f.numel() for f in probe.values()) + 3 * PROBE * PROBE)
+    needed = 2 * pairs * per_image + ACTIVATION_FACTOR * 4 * 3 * size * size
+    free = available_ram()
+    if free is not None and needed > free:
+        raise ConfigError(
+            f"--size {size} with {pairs} pairs needs ~{needed / 2**30:.1f} GiB for their features, "
+            f"{free / 2**30:.1f} GiB are available; give a smaller --size or --max-pairs"
+        )
+
+
 def auc(aligned: list[float], unaligned: list[float]) -> float:
     """Probability that an aligned pair scores a smaller distance than an unaligned one."""
     scores = -torch.tensor(aligned + unaligned, dtype=torch.float64)
@@ -109,6 +139,8 @@ def analyze(
     seed: int = 0,
 ) -> dict:
     """Score aligned and unaligned pairs under every loss; returns the JSON-ready summary."""
+    if window < 2:
+        raise ConfigError(f"--window {window}: a local window needs at least 2x2 positions; give --window 2 or more")
     if max_pairs < 2 or unaligned_per_image < 1:
         raise ConfigError(
             f"--max-pairs {max_pairs} --unaligned {unaligned_per_image}: an AUC needs unaligned pairs to compare "
@@ -131,6 +163,7 @@ def analyze(
             )
         taps = head_taps
     taps = tuple(taps or DEFAULT_TAPS[backbone])
+    check_size(network, taps, size, window, len(pairs))
 
     def load(path: Path) -> Tensor:
         return to_tensor(load_rgb(path).resize((size, size), Image.BICUBIC))[None]

@@ -9,6 +9,7 @@ from urllib.error import URLError
 import torch
 
 from sesim.errors import WeightsUnavailableError
+from sesim.torch_files import UnsafeOrUnreadable, load_weights_only
 
 
 def hub_checkpoint_path(file_name: str) -> Path:
@@ -22,10 +23,9 @@ def load_state_dict_file(path: str | os.PathLike, what: str) -> dict[str, torch.
     if not path.is_file():
         raise WeightsUnavailableError(f"{what}: weights file not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling errors have no common base class
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsUnavailableError(f"{what}: cannot read weights file {path}: {first_line}") from error
+        state = load_weights_only(path)
+    except UnsafeOrUnreadable as error:
+        raise WeightsUnavailableError(f"{what}: cannot read weights file {path}: {error}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

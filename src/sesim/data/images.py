@@ -110,6 +110,22 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise DataError(f"cannot read image {path}: {reason}") from None
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` from an image file's header (its pixels are not decoded); ``DataError``
+    when the file is not an image Pillow can open."""
+    try:
+        with _no_pixel_limit():
+            opened = Image.open(path)
+        with opened as image:
+            width, height = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # stored sideways: shown turned
+                width, height = height, width
+            return width, height
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"cannot read image {path}: {reason}") from None
+
+
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> ``(3, H, W)`` float tensor in ``[-1, 1]``."""
     array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())

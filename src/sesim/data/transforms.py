@@ -19,10 +19,15 @@ def _randint(high: int, generator: torch.Generator) -> int:
     return int(torch.randint(0, high, (1,), generator=generator)) if high > 0 else 0
 
 
+def multiple_of_4_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The nearest multiples of 4 (at least 4) of ``(width, height)``."""
+    width, height = size
+    return max(4, round(width / 4) * 4), max(4, round(height / 4) * 4)
+
+
 def multiple_of_4(image: Image.Image) -> Image.Image:
     """Resize to the nearest multiples of 4 (the generator halves twice); no-op when already so."""
-    width, height = image.size
-    size = (max(4, round(width / 4) * 4), max(4, round(height / 4) * 4))
+    size = multiple_of_4_size(image.size)
     return image if size == image.size else image.resize(size, Image.BICUBIC)
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from sesim.data.images import DataError, list_images, load_rgb, to_tensor
-from sesim.data.transforms import Preprocess, augment
+from sesim.data.images import DataError, image_size, list_images, load_rgb, to_tensor
+from sesim.data.transforms import Preprocess, augment, multiple_of_4_size
+
+SKIP_HINT = "--set data.on_bad_image=skip skips unreadable images"
 
 
 def domain_folders(root: str | Path, split: str = "train") -> tuple[Path, Path]:
@@ -64,6 +67,7 @@ class UnpairedImages(Dataset):
                          "zoom": zoom}  # fmt: skip
         self.skip_bad = skip_bad
         self.cache: dict[Path, Image.Image] | None = {} if cache else None
+        self.sizes: dict[Path, tuple[int, int]] = {}  # filled by check_survey
         self._epoch = -1
         self._perms: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -100,9 +104,9 @@ class UnpairedImages(Dataset):
                 return path, self.cache[path]
             try:
                 image = load_rgb(path)
-            except DataError:
+            except DataError as error:
                 if not self.skip_bad:
-                    raise
+                    raise DataError(f"{error} ({SKIP_HINT})") from None
                 skipped.append(str(path))
                 continue
             if self.cache is not None:
@@ -121,6 +125,63 @@ class UnpairedImages(Dataset):
         # A string collates into a list whatever the count; the engine splits it again.
         items["skipped"] = "\n".join(skipped)
         return items
+
+
+class Survey(NamedTuple):
+    """What the files of a training set hold: each readable file's size as trained (``None``
+    unless asked), and the unreadable files with their one-line reasons."""
+
+    sizes: dict[Path, tuple[int, int]]
+    unreadable: list[str]
+
+
+def survey(files: list[Path], decode: bool = False) -> Survey:
+    """Open every file's header (``decode``: decode every image in full, as training will)."""
+    sizes, unreadable = {}, []
+    for path in files:
+        try:
+            sizes[path] = load_rgb(path).size if decode else image_size(path)
+        except DataError as error:
+            unreadable.append(str(error))
+    return Survey(sizes, unreadable)
+
+
+def check_survey(dataset: UnpairedImages, decode: bool = False) -> list[str]:
+    """Every check the training set's files allow before the first step (a dry run makes them all;
+    a real start those that would otherwise crash mid-run): unreadable files (an error unless
+    ``data.on_bad_image=skip``), and one shape to batch when whole images are trained on
+    (``data.preprocess=none``). Returns what was found, one line each."""
+    found = []
+    for domain, files in (("A", dataset.files_a), ("B", dataset.files_b)):
+        sizes, unreadable = survey(files, decode)
+        if unreadable and not dataset.skip_bad:
+            more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+            raise DataError(f"{unreadable[0]}{more} ({SKIP_HINT})")
+        if not sizes:
+            raise DataError(f"domain {domain}: none of the {len(files)} images can be read ({unreadable[0]})")
+        if unreadable:
+            found.append(f"domain {domain}: {len(unreadable)} unreadable image(s) will be skipped: {unreadable[0]}")
+        dataset.sizes.update(sizes)
+    if dataset.geometry["preprocess"] == "none":
+        check_one_shape(dataset.sizes)
+    what = "decoded" if decode else "headers read"
+    found.append(f"{len(dataset.sizes)} images {what}")
+    return found
+
+
+def check_one_shape(sizes: dict[Path, tuple[int, int]]) -> None:
+    """Whole images (``data.preprocess=none``) batch, pool and meet their translations only when
+    every one has the same size as trained (multiples of 4)."""
+    shapes: dict[tuple[int, int], Path] = {}
+    for path, size in sizes.items():
+        shapes.setdefault(multiple_of_4_size(size), path)
+    if len(shapes) > 1:
+        (first, path_1), (second, path_2) = list(shapes.items())[:2]
+        raise DataError(
+            f"data.preprocess=none trains on whole images, which must share one size: {path_1} is "
+            f"{first[0]}x{first[1]}, {path_2} {second[0]}x{second[1]} (as trained, multiples of 4; "
+            f"{len(shapes)} sizes in all); resize them to one size, or --set data.preprocess=resize_and_crop"
+        )
 
 
 class StepSampler(Sampler[int]):

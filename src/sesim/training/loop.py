@@ -34,9 +34,10 @@ from sesim.config import (
     to_yaml,
     validate,
 )
-from sesim.data.images import DataError, list_images
-from sesim.data.unpaired import StepSampler, UnpairedImages, domain_folders
+from sesim.data.images import DataError
+from sesim.data.unpaired import StepSampler, UnpairedImages, check_survey, domain_folders
 from sesim.errors import DeviceError
+from sesim.evaluation.held_out import HELD_OUT_METRICS
 from sesim.inference import pick_device, resolve_precision, weight_dtype
 from sesim.inference.translate import check_writable
 from sesim.methods import METHODS, NonFiniteLoss, Optimization, TranslationMethod
@@ -60,7 +61,7 @@ from sesim.training.distributed import Processes
 from sesim.training.graphs import prepare_step, use_cuda_graphs
 from sesim.training.logging import Progress, RunLogger, new_run_dir, save_grid, write_samples_page
 from sesim.training.state import Checkpointer, load_initial_weights, restore_training
-from sesim.training.validation import Validator
+from sesim.training.validation import Validator, held_out_files
 
 
 class Interrupted(KeyboardInterrupt):
@@ -113,29 +114,44 @@ def _weights_hint(config: RunConfig, error: WeightsUnavailableError) -> str:
     return f"loss.backbone_weights={loss.backbone_weights}: {error}"
 
 
-def preflight(config: RunConfig) -> list[str]:
-    """Everything a real start checks, without training: data folders and their images, the
-    device, the method (taps, backbone weights, network settings), validation folders, the output
-    folder. Returns what was found, one line each; a problem raises its one-line error."""
+def preflight(config: RunConfig, decode: bool = False) -> list[str]:
+    """Everything a real start checks, without training: data folders and every image's header
+    (``decode``: every image decoded in full), shapes that batch, the device and processes, the
+    method (taps, backbone weights, network settings), the validation folders and their pairing,
+    the output folder. Returns what was found, one line each; a problem raises its one-line error."""
     if config.data.root is None and config.data.folder_a is None:
         raise ConfigError("no data: pass --data DIR (with trainA/ and trainB/) or set data.folder_a and data.folder_b")
     dataset = build_dataset(config)
+    images = check_survey(dataset, decode)
     device = pick_device(config.train.device, "train.device")
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    check_divisible(config.train.batch_size, world_size)
     method = build_method(config, torch.device("cpu"))
-    use_cuda_graphs(config.train.cuda_graphs, method, device, int(os.environ.get("WORLD_SIZE", 1)))  # "on": can it?
+    use_cuda_graphs(config.train.cuda_graphs, method, device, world_size)  # "on": can it?
     parameters = {name: sum(p.numel() for p in m.parameters()) for name, m in method.trained_modules().items()}
+    plan = plan_steps(config.train, len(dataset))
     lines = [
         f"data: {len(dataset.files_a)} A images in {dataset.files_a[0].parent}, "
-        f"{len(dataset.files_b)} B images in {dataset.files_b[0].parent}",
-        f"device: {device}; method {config.method}: "
+        f"{len(dataset.files_b)} B images in {dataset.files_b[0].parent}; " + "; ".join(images),
+        f"device: {device}, {world_size} process(es); method {config.method}: "
         + ", ".join(f"{name} {count / 1e6:.2f}M parameters" for name, count in parameters.items()),
         f"loss: {config.loss.structure} on {config.loss.backbone} taps {', '.join(config.loss.taps)} (weights found)",
+        f"steps: {plan.total_steps} of batch {config.train.batch_size} ({plan.steps_per_epoch} per epoch)",
     ]
     v = config.validation
     if v.every:
-        lines.append(f"validation: {len(list_images(v.folder_a, 'validation.folder_a'))} held-out images")
+        sources, targets = held_out_files(v)
+        paired = "paired by name with" if HELD_OUT_METRICS[v.metric].paired else "scored against"
+        lines.append(f"validation: {len(sources)} held-out images, {paired} {len(targets)} in {v.folder_b}")
     check_writable([Path(config.log.out_dir) / "config.yaml"], "log.out_dir")
     return lines
+
+
+def check_divisible(batch_size: int, world_size: int) -> None:
+    if batch_size % world_size:
+        raise ConfigError(
+            f"train.batch_size={batch_size} is the global batch; it must be divisible by the {world_size} processes"
+        )
 
 
 def banner(
@@ -267,19 +283,12 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
     changes: dict[str, tuple] = {}
     if resume is not None:
         checkpoint = checkpoint if checkpoint is not None else load_checkpoint(resume)
-        check_newest(resume, checkpoint)
-        stored = validate(checkpoint["config"], f"{resume} (stored config)")
-        check_hand_edits(resume, stored)
-        config = stored if config is None else config
-        changes = config_changes(stored, config)
-        _check_same_run(changes)
+        config, changes = check_resume(resume, checkpoint, config)
     if config is None:
         raise TypeError("train: give a config, or resume=RUN_DIR")
     if config.data.root is None and config.data.folder_a is None:
         raise ConfigError("no data: pass --data DIR (with trainA/ and trainB/) or set data.folder_a and data.folder_b")
-    if resume is not None:
-        _check_data_is_here(config)
-    else:
+    if resume is None:
         config = absolute_paths(config)
     if config.train.deterministic:
         # cuBLAS is deterministic only with a fixed workspace, chosen before its first use.
@@ -291,6 +300,25 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
     finally:
         lock.release()
         distributed.stop(processes)
+
+
+def check_resume(resume: str | Path, checkpoint: dict, config: RunConfig | None) -> tuple[RunConfig, dict[str, tuple]]:
+    """Everything a resume checks before it trains (a dry run makes the same checks): the newest
+    checkpoint of its run, a config file not edited by hand, changes only where a resume may make
+    them, the data where the run says, and nobody training the folder now. Returns the config
+    that goes on (the stored one when ``config`` is ``None``) and its changes to the stored one."""
+    check_newest(resume, checkpoint)
+    stored = validate(checkpoint["config"], f"{resume} (stored config)")
+    check_hand_edits(resume, stored)
+    config = stored if config is None else config
+    changes = config_changes(stored, config)
+    _check_same_run(changes)
+    _check_data_is_here(config)
+    if os.environ.get("RANK", "0") == "0":
+        probe = RunLock()
+        probe.acquire(resumed_run_dir(resume))  # refuses while another process trains the run
+        probe.release()
+    return config, changes
 
 
 def config_changes(stored: RunConfig, config: RunConfig) -> dict[str, tuple]:
@@ -346,17 +374,14 @@ class Run:
 def set_up(config: RunConfig, processes: Processes, device: torch.device) -> Run:
     """Seeds, data, step plan, the method with its networks and optimizers, lr schedulers."""
     t = config.train
-    if t.batch_size % processes.world_size:
-        raise ConfigError(
-            f"train.batch_size={t.batch_size} is the global batch; it must be divisible by the "
-            f"{processes.world_size} processes"
-        )
+    check_divisible(t.batch_size, processes.world_size)
     # One seed governs data order, crops and query positions (shared by all processes); the
     # image pool and colour jitter draw from per-process seeds.
     torch.manual_seed(t.seed + processes.rank)
     random.seed(t.seed + processes.rank)
     query_rng = torch.Generator(device=device).manual_seed(t.seed)
     dataset = build_dataset(config)
+    check_survey(dataset)  # every header: an unreadable file or a shape that cannot batch, now
     plan = plan_steps(t, len(dataset))
     dtype = weight_dtype(t.precision)
     layout = torch.channels_last if t.channels_last is True else torch.contiguous_format  # auto: contiguous
@@ -574,7 +599,6 @@ def is_failure(error: BaseException) -> bool:
 def save_before_failing(checkpointer: Checkpointer, run_dir: Path, step: int, best: dict | None, error, bar) -> None:
     """Keep the steps since the last checkpoint (a bad image, a worker's crash, a full disk where it
     allows): save this step and say how to continue; a failed save replaces nothing."""
-    hint = " (--set data.on_bad_image=skip skips unreadable images)" if "cannot read image" in str(error) else ""
     try:
         checkpointer.save(run_dir, step, best, f"step_{step:07d}.pt", "latest.pt")
     except Exception as failed:  # the cause may be the disk itself: the previous checkpoint stays
@@ -582,7 +606,7 @@ def save_before_failing(checkpointer: Checkpointer, run_dir: Path, step: int, be
         return
     bar.write(
         f"note: saved step {step} before stopping: {run_dir / 'checkpoints' / f'step_{step:07d}.pt'}; "
-        f"fix the cause, then continue with: sesim train --resume {run_dir}{hint}"
+        f"fix the cause, then continue with: sesim train --resume {run_dir}"
     )
 
 
