@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sesim.data.images import DataError, list_images, load_rgb
+from sesim.data.images import DataError, image_size, list_images, load_rgb
 from sesim.data.synthetic import layout_iou, render_flat, render_layout, render_textured, write_domains
 from sesim.data.unpaired import UnpairedImages
 
@@ -91,6 +91,18 @@ def test_exif_orientation_is_applied(tmp_path):
     upright = load_rgb(tmp_path / "phone.jpg")
     assert upright.size == (20, 40) and load_rgb(tmp_path / "plain.jpg").size == (40, 20)
     assert np.asarray(upright)[2, 10, 2] > 150  # the stored left edge is now on top
+    # The header alone (what a dry run and a start read of every file) gives the size as shown.
+    assert image_size(tmp_path / "phone.jpg") == (20, 40) and image_size(tmp_path / "plain.jpg") == (40, 20)
+
+
+def test_a_header_read_decodes_nothing(tmp_path):
+    """A PNG cut in its pixels passes the header read and fails the decode (``--dry-run=full``)."""
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 48, 3), np.uint8)).save(tmp_path / "cut.png")
+    data = (tmp_path / "cut.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    assert image_size(tmp_path / "cut.png") == (48, 64)
+    with pytest.raises(DataError, match=r"cut\.png"):
+        load_rgb(tmp_path / "cut.png")
 
 
 def test_a_folder_lists_every_format_a_single_file_reads(tmp_path):

@@ -139,3 +139,33 @@ def test_other_methods_synchronise_every_trained_network(runs, preset):
     )
     assert set(single_doc["networks"]) == set(double_doc["networks"])
     assert (outputs(double, images)[0] - outputs(single, images)[0]).abs().max().item() < EXACT
+
+
+def test_a_file_one_process_cannot_read_stops_every_process_after_a_checkpoint(tmp_path):
+    """A truncated image met by rank 1 at step 2 (its header reads, so the start passes): every
+    process stops at step 1 with it saved, rank 0 names rank 1's file, and the resumed run ends
+    with the weights of a run that never failed."""
+    from sesim.data.unpaired import UnpairedImages
+
+    data = tiny_data(tmp_path / "data")
+    # Ranks take alternate samples of the global batch of 4: rank 1's first sample of step 2 is 5.
+    bad = UnpairedImages(data / "trainA", data / "trainB", seed=0).paths(5)[0]
+    good = bad.read_bytes()
+    bad.write_bytes(good[: len(good) // 2])
+    overrides = [*SETTINGS, f"data.root={data}", f"log.out_dir={tmp_path / 'failed'}", "train.max_steps=4",
+                 "log.checkpoint_every=100"]  # fmt: skip
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command = [*launcher, "-m", "sesim.cli", "train", "lsesim", *[a for item in overrides for a in ("--set", item)]]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            timeout=600)  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and 'sesim/training/loop.py", line' not in output, output[-3000:]  # no traceback
+    assert f"process 1 of 2 failed: cannot read image {bad}" in output  # rank 0's line
+    assert "saved step 1 before stopping" in output and "data.on_bad_image=skip" in output
+    (failed,) = (tmp_path / "failed").iterdir()
+    assert load_checkpoint(failed)["step"] == 1
+    bad.write_bytes(good)
+    run(tmp_path, "failed", 2, resume=failed)
+    straight = run(tmp_path, "straight", 2, "train.max_steps=4", "log.checkpoint_every=100")
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert (outputs(failed, images)[0] - outputs(straight, images)[0]).abs().max().item() < EXACT

@@ -84,7 +84,7 @@ def test_an_export_over_the_tolerance_replaces_nothing(run_dir, tmp_path, capsys
     before = target.read_bytes()
     capsys.readouterr()
     exact = export_module.run_exported  # a runtime that drifts by 0.01 stands for a broken export
-    monkeypatch.setattr(export_module, "run_exported", lambda path, images: exact(path, images) + 0.01)
+    monkeypatch.setattr(export_module, "run_exported", lambda path, images, style: exact(path, images, style) + 0.01)
     assert main(["export", str(run_dir), str(target), "--overwrite"]) == 1
     err = capsys.readouterr().err
     assert "differs from PyTorch by 1.00e-02 (> 0.001)" in err and f"{target} is unchanged" in err
@@ -101,7 +101,7 @@ def test_ctrl_c_during_an_export_writes_nothing_and_says_so(run_dir, tmp_path, c
     target = tmp_path / "g.onnx"
     target.write_bytes(b"an earlier export")
 
-    def interrupted(path, images):
+    def interrupted(path, images, style=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(export_module, "run_exported", interrupted)

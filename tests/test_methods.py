@@ -145,10 +145,33 @@ def test_cyclegan_rejects_learned_heads():
         CycleGAN(config.model.generator, config.model.discriminator, config.loss, config.weights)
 
 
-def test_translate_uses_the_a_to_b_generator(tmp_path, data):
+def test_translate_uses_the_a_to_b_generator_and_b_to_a_on_request(tmp_path, data, capsys):
+    from PIL import Image
+
+    from sesim.data.images import load_rgb, to_image, to_tensor
+    from sesim.inference.export import read_metadata, run_exported
+    from sesim.inference.translate import translate_tensor
+
     run_dir = train(tiny_config("cyclegan", data, tmp_path, "train.max_steps=1"))
     generator, checkpoint = load_generator(run_dir)
     assert checkpoint["config"]["method"] == "cyclegan" and isinstance(generator, ResnetGenerator)
+    reverse, _ = load_generator(run_dir, direction="BtoA")
+    weights = checkpoint["networks"]["generator_ba"]
+    assert all(torch.equal(value, weights[key]) for key, value in reverse.state_dict().items())
+    source = data / "testB" / "0000.png"
+    image = to_tensor(load_rgb(source))[None]
+    assert main(["translate", str(run_dir), str(source), str(tmp_path / "a.png"), "--direction", "BtoA"]) == 0
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "a.png")), np.asarray(to_image(translate_tensor(reverse, image)[0]))
+    )
+    assert main(["export", str(run_dir), str(tmp_path / "ba.pt"), "--direction", "BtoA"]) == 0
+    assert torch.allclose(run_exported(tmp_path / "ba.pt", image), translate_tensor(reverse, image), atol=1e-4)
+    assert read_metadata(tmp_path / "ba.pt")["translates"].startswith("B to A")
+
+    one_way = train(tiny_config("fsesim", data, tmp_path / "f", "train.max_steps=1"))
+    capsys.readouterr()
+    assert main(["translate", str(one_way), str(source), str(tmp_path / "b.png"), "--direction", "BtoA"]) == 2
+    assert "learned A->B only" in capsys.readouterr().err and not (tmp_path / "b.png").exists()
 
 
 def test_sinsesim_trains_on_one_image_pair_and_translates_the_whole_painting(tmp_path):
@@ -215,7 +238,26 @@ def test_multimodal_trains_and_translates_with_k_styles(tmp_path, data, capsys):
     again = outputs(tmp_path / "k3-again", "--num-styles", "3")
     assert all(np.array_equal(first[name], again[name]) for name in first)  # same codes, same outputs
     reference = outputs(tmp_path / "ref", "--style-from", str(data / "testB" / "0001.png"))
-    assert list(reference) == ["0000_s0.png"]
+    assert list(reference) == ["0000.png"]  # one style: the name asked for, no _s0
+    named = tmp_path / "named.png"
+    assert main(["translate", str(run_dir), str(source), str(named), "--style-from", str(source)]) == 0
+    assert named.is_file() and not (tmp_path / "named_s0.png").exists()
+
+    # The export takes a style code as its second input and matches PyTorch on drawn codes.
+    from sesim.data.images import load_rgb, to_tensor
+    from sesim.inference.export import read_metadata, run_exported
+    from sesim.inference.translate import translate_tensor
+
+    generator, _ = load_generator(run_dir)
+    image = to_tensor(load_rgb(source))[None].expand(2, -1, -1, -1)
+    codes = torch.randn(2, generator.style_dim, generator=torch.Generator().manual_seed(3))
+    for name in ("m.onnx", "m.pt"):
+        assert main(["export", str(run_dir), str(tmp_path / name)]) == 0
+        exported = run_exported(tmp_path / name, image, codes)
+        for k in range(2):
+            assert torch.allclose(exported[k], translate_tensor(generator, image[:1], style=codes[k])[0], atol=1e-4)
+        assert not torch.allclose(exported[0], exported[1], atol=1e-3)
+        assert read_metadata(tmp_path / name)["inputs"] == "images, style"
 
     fsesim = train(tiny_config("fsesim", data, tmp_path / "f", "train.max_steps=1"))
     assert main(["translate", str(fsesim), str(source), str(tmp_path / "x"), "--num-styles", "2"]) == 2

@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import traceback
 from pathlib import Path
 
 from sesim import __version__
+from sesim.errors import one_line
 from sesim.files import INCEPTION_FILE, LPIPS_ALEXNET_FILE
 from sesim.presets import preset_names, preset_summary
 
 # Start-up: this module imports nothing heavy (no torch, no pydantic), so --help and --version
 # answer at once; each command imports what it needs (benchmarks/startup.py measures it).
-
-
-def one_line(error: BaseException) -> str:
-    """The user-facing line of an error. An error re-raised from a data-loader worker carries the
-    worker's traceback in its text: its last line is the original message (with the file)."""
-    text = str(error).strip()
-    if not text:
-        return type(error).__name__
-    if "Original Traceback" in text:
-        return re.sub(r"^[\w.]*(Error|Exception): ", "", text.splitlines()[-1])
-    return text.splitlines()[0]
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -113,7 +102,7 @@ def _translate(args: argparse.Namespace) -> int:
     if args.tile_overlap is not None and not 0 <= args.tile_overlap < (args.tile or 1 << 30):
         raise ConfigError(f"--tile-overlap must be at least 0 and below --tile, got {args.tile_overlap}")
     device = pick_device(args.device)
-    loaded = load_generator(args.checkpoint, device)
+    loaded = load_generator(args.checkpoint, device, direction=args.direction)
     generator = loaded.generator
     autocast = resolve_precision(args.precision, device)
     styles = _styles(loaded, args, device)
@@ -122,7 +111,7 @@ def _translate(args: argparse.Namespace) -> int:
     written = translate_paths(
         generator, args.input, args.output, device, args.batch_size, autocast, styles,
         tile=args.tile, overlap=args.tile_overlap, overwrite=args.overwrite, notes=notes,
-        skip_existing=args.skip_existing,
+        skip_existing=args.skip_existing, name_styles=args.num_styles is not None,
         unreadable=unreadable if args.on_bad_image == "skip" and Path(args.input).is_dir() else None,
     )  # fmt: skip
     for note in notes:
@@ -197,7 +186,9 @@ def _export(args: argparse.Namespace) -> int:
     if not args.tolerance >= 0:
         raise ConfigError(f"--tolerance must be at least 0, got {args.tolerance}")
     try:
-        gap = export_generator(args.checkpoint, args.output, args.check_image, args.overwrite, args.tolerance)
+        gap = export_generator(
+            args.checkpoint, args.output, args.check_image, args.overwrite, args.tolerance, args.direction
+        )
     except ExportMismatch as error:  # not the user's input: exit 1, but no traceback to read
         kept = f"; {args.output} is unchanged" if Path(args.output).exists() else ""
         print(f"sesim: error: {error}; nothing written{kept} (a --tolerance above it accepts it)", file=sys.stderr)
@@ -338,6 +329,12 @@ def _command(commands, name: str, summary: str, description: str, examples: str)
     return parser
 
 
+DIRECTION = {
+    "choices": ("AtoB", "BtoA"), "default": "AtoB",
+    "help": "AtoB, or BtoA for the run's B->A generator (cyclegan trains both; A and B as the run trained them)",
+}  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sesim",
@@ -397,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("input", help="an image file or a folder of images")
     translate.add_argument("output", help="output image file (.png, .jpg) or folder")
     translate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    translate.add_argument("--direction", **DIRECTION)
     translate.add_argument("--batch-size", type=int, default=8, help="images of one size per batch")
     translate.add_argument(
         "--precision", choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 on CUDA, fp32 on CPU"
@@ -450,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tolerance", type=float, default=1e-3, help="largest accepted difference; over it, nothing is written"
     )
     export.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    export.add_argument("--direction", **DIRECTION)
     export.set_defaults(run=_export)
 
     evaluation = _command(
@@ -597,6 +596,45 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+# What to change when a command runs out of memory (train answers with its own settings).
+OUT_OF_MEMORY_HINTS = {
+    "translate": "--batch-size 1, or --tile 512 (or smaller)",
+    "eval": "score fewer or smaller images, or --device cpu where the card is small",
+    "analyze": "a smaller --size or --max-pairs",
+    "visualize": "a smaller --size",
+    "export": "a smaller --check-image",
+    "demo": "close other programs, or run it on a machine with more memory",
+    "segscore": "fewer or smaller images",
+}
+# Commands that compute on a device of their own: on the CPU an allocation past the memory there
+# is fails (an error answered in one line) instead of waking the kernel's out-of-memory killer.
+CAPPED = {"translate", "eval", "analyze", "visualize", "export", "segscore"}
+
+
+def _run_capped(args: argparse.Namespace) -> int:
+    if args.command not in CAPPED:
+        return args.run(args)  # train caps itself, on its configured device
+    import torch
+
+    from sesim.runtime import memory_cap
+
+    cuda = getattr(args, "device", "cpu") != "cpu" and torch.cuda.is_available()
+    with memory_cap(torch.device("cuda" if cuda else "cpu")):
+        return args.run(args)
+
+
+def _out_of_memory(args: argparse.Namespace, error: BaseException) -> str | None:
+    """The one line for a command that ran out of memory (``None``: another error)."""
+    if "torch" not in sys.modules and not isinstance(error, MemoryError):
+        return None
+    from sesim.runtime import is_out_of_memory
+
+    if not is_out_of_memory(error):
+        return None
+    hint = OUT_OF_MEMORY_HINTS.get(args.command, "free some memory")
+    return f"sesim {args.command} ran out of memory ({one_line(error)}); {hint}"
+
+
 def is_user_error(error: BaseException) -> bool:
     """What is the user's to fix: the project's error type (``SesimError``), and file-system
     errors about a named path (permission denied, disk full, a folder where a file should be).
@@ -610,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
     try:
-        return args.run(args)
+        return _run_capped(args)
     except KeyboardInterrupt as stop:
         if getattr(stop, "run_dir", None) is not None:  # training's Interrupted: a checkpoint was saved
             print(
@@ -629,6 +667,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if is_user_error(error):
             print(f"sesim: error: {one_line(error)}", file=sys.stderr)
+            return 2
+        line = _out_of_memory(args, error)
+        if line:
+            print(f"sesim: error: {line}", file=sys.stderr)
             return 2
         from sesim.training.chores import TrainingStopped
 

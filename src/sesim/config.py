@@ -277,6 +277,14 @@ class TrainConfig(Section):
         ),
     )
 
+    activation_checkpointing: bool = Field(
+        False,
+        description=(
+            "recompute the generators' and discriminators' activations in the backward pass instead of keeping "
+            "them: larger crops and batches fit, each step computes those forwards twice (same gradients)"
+        ),
+    )
+
     @field_validator("compile", "cuda_graphs", mode="before")
     @classmethod
     def _off_is_a_word(cls, value: Any) -> Any:
@@ -515,7 +523,7 @@ def validate(data: dict[str, Any], source: str, overrides: list[str] | tuple[str
 # the weights and optimizer states in the checkpoint, so changing it would not be that run.
 RESUMABLE = (
     "train.max_steps", "train.max_minutes", "train.epochs", "train.decay_epochs", "train.schedule", "train.device",
-    "train.nan_guard",
+    "train.nan_guard", "train.activation_checkpointing",
     "train.max_nonfinite_steps", "train.compile", "train.cuda_graphs", "train.deterministic", "train.channels_last",
     "data.root", "data.folder_a", "data.folder_b", "data.workers", "data.prefetch", "data.cache_images",
     "data.on_bad_image", "validation.every", "validation.folder_a", "validation.folder_b", "validation.max_images",

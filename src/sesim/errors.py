@@ -8,6 +8,8 @@ that caught those keeps working.
 
 from __future__ import annotations
 
+import re
+
 
 class SesimError(Exception):
     """A problem the user can fix; the message names the option or file and what to do."""
@@ -62,3 +64,19 @@ def disk_full(folder, needed_bytes: int | None, what: str, then: str) -> DiskFul
         free = "free space unknown"
     needed = f"~{needed_bytes / 2**20:.0f} MB needed, " if needed_bytes else ""
     return DiskFull(f"disk full at {folder}: {what} did not fit ({needed}{free}); {then}")
+
+
+class OutOfMemory(SesimError, MemoryError):
+    """A command needed more memory than its device has; the message says what ran out, at which
+    size, and the setting to change."""
+
+
+def one_line(error: BaseException) -> str:
+    """The user-facing line of an error. An error re-raised from a data-loader worker carries the
+    worker's traceback in its text: its last line is the original message (with the file)."""
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__
+    if "Original Traceback" in text:
+        return re.sub(r"^[\w.]*(Error|Exception): ", "", text.splitlines()[-1])
+    return text.splitlines()[0]

@@ -24,8 +24,9 @@ from torchmetrics.functional.classification import binary_auroc
 
 from sesim.backbones import BACKBONES, DEFAULT_TAPS, build_backbone
 from sesim.config import ConfigError
-from sesim.data.images import DataError, available_ram, list_images, load_rgb, to_tensor
+from sesim.data.images import DataError, list_images, load_rgb, to_tensor
 from sesim.losses import patch_nce_loss, sample_query_ids, spatial_correlative_loss
+from sesim.runtime import available_ram
 
 Features = dict[str, Tensor]
 # A content distance between a source image and a candidate translation, given both images and

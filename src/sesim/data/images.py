@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sesim.errors import DataError
+from sesim.runtime import available_ram
 
 T = TypeVar("T")
 
@@ -45,21 +45,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return image.convert("RGB")
-
-
-def available_ram() -> int | None:
-    """Bytes of RAM available to a new allocation (``MemAvailable``), or ``None`` when unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 # Bytes per pixel while an image is decoded and made RGB: up to 4 decoded bands (2-byte and
@@ -118,7 +103,10 @@ def image_size(path: str | Path) -> tuple[int, int]:
             opened = Image.open(path)
         with opened as image:
             width, height = image.size
-            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # stored sideways: shown turned
+            # Stored sideways (EXIF orientation 5-8): shown turned. Only where the tag sits in the
+            # header: Pillow decodes a whole PNG to look for one after its pixels.
+            header_exif = image.format in ("JPEG", "MPO", "TIFF", "WEBP") or "exif" in image.info
+            if header_exif and image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
                 width, height = height, width
             return width, height
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:

@@ -2,7 +2,8 @@
 
 Both take any batch size and any height and width of at least 8: the exported model pads the
 bottom and right to multiples of 4 by reflection and crops the result back, exactly as
-``sesim translate`` does. Input and output are ``(B, 3, H, W)`` RGB in ``[-1, 1]``. Each file
+``sesim translate`` does. Input and output are ``(B, 3, H, W)`` RGB in ``[-1, 1]``; a multi-modal
+generator takes its ``(B, style_dim)`` style codes as a second input, ``style``. Each file
 carries its metadata (value range, channel order, layout, method, SeSim version): ONNX as
 ``metadata_props``, TorchScript as the extra file ``sesim.json``.
 """
@@ -30,6 +31,11 @@ FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
 MIN_SIDE = MIN_SIZE  # reflection padding needs the generator's quarter-resolution maps to be at least 2 wide
 
 
+def _pad(images: torch.Tensor) -> torch.Tensor:
+    height, width = images.shape[-2], images.shape[-1]
+    return F.pad(images, (0, (4 - width % 4) % 4, 0, (4 - height % 4) % 4), mode="reflect")
+
+
 class AnySize(nn.Module):
     """The generator for any ``H, W >= 8``: reflection-pad bottom/right to multiples of 4, crop back."""
 
@@ -38,14 +44,32 @@ class AnySize(nn.Module):
         self.generator = generator
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        height, width = images.shape[-2], images.shape[-1]
-        padded = F.pad(images, (0, (4 - width % 4) % 4, 0, (4 - height % 4) % 4), mode="reflect")
-        return self.generator(padded)[:, :, :height, :width]
+        return self.generator(_pad(images))[:, :, : images.shape[-2], : images.shape[-1]]
 
 
-def metadata(config: dict, step: int) -> dict[str, str]:
-    """What a deployment needs to know about the exported generator (``config``: the stored run config)."""
-    return {
+class AnySizeStyled(nn.Module):
+    """A multi-modal generator for any ``H, W >= 8``, with its style code as a second input."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, images: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return self.generator(_pad(images), style)[:, :, : images.shape[-2], : images.shape[-1]]
+
+
+STYLE_NOTE = (
+    "style: float32 (B, {dim}), the style code of each image: zeros is the prior's mean (sesim translate's "
+    "default), N(0, 1) draws are the other styles (translate --num-styles); a reference image's style needs "
+    "the style encoder, which is not exported (translate --style-from)"
+)
+
+
+def metadata(config: dict, step: int, style_dim: int | None = None, direction: str = "AtoB") -> dict[str, str]:
+    """What a deployment needs to know about the exported generator (``config``: the stored run
+    config; ``style_dim``: a multi-modal generator's second input; ``direction``: which of the
+    run's generators, A and B as it trained them)."""
+    info = {
         "producer": "sesim",
         "sesim_version": __version__,
         "input": "images: float32 (B, 3, H, W), RGB, values in [-1, 1] (pixel / 127.5 - 1); H, W >= 8",
@@ -57,8 +81,13 @@ def metadata(config: dict, step: int) -> dict[str, str]:
         "preset": str(config.get("name")),
         "structure_term": str(config.get("loss", {}).get("structure")),
         "direction": str(config.get("data", {}).get("direction")),
+        "translates": "A to B" if direction == "AtoB" else "B to A (the run's B->A generator)",
         "trained_steps": str(step),
     }
+    if style_dim is not None:
+        info["inputs"] = "images, style"
+        info["style"] = STYLE_NOTE.format(dim=style_dim)
+    return info
 
 
 def export_format(output: str | Path) -> str:
@@ -68,7 +97,7 @@ def export_format(output: str | Path) -> str:
     return FORMATS[suffix]
 
 
-def _to_onnx(generator: nn.Module, example: torch.Tensor, output: Path, info: dict[str, str]) -> None:
+def _to_onnx(generator: nn.Module, example: tuple[torch.Tensor, ...], output: Path, info: dict[str, str]) -> None:
     try:
         import onnx
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
@@ -77,10 +106,14 @@ def _to_onnx(generator: nn.Module, example: torch.Tensor, output: Path, info: di
     batch = torch.export.Dim("batch")
     height, width = torch.export.Dim("height", min=MIN_SIDE), torch.export.Dim("width", min=MIN_SIDE)
     shapes = {"images": {0: batch, 2: height, 3: width}}
+    module, names = AnySize(generator), ["images"]
+    if len(example) == 2:
+        shapes["style"] = {0: batch}
+        module, names = AnySizeStyled(generator), ["images", "style"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            AnySize(generator), (example,), input_names=["images"], output_names=["translated"],
+            module, example, input_names=names, output_names=["translated"],
             dynamic_shapes=shapes, dynamo=True, verbose=False,
         )  # fmt: skip
     program.save(str(output))
@@ -89,10 +122,13 @@ def _to_onnx(generator: nn.Module, example: torch.Tensor, output: Path, info: di
     onnx.save(model, str(output))
 
 
-def _to_torchscript(generator: nn.Module, example: torch.Tensor, output: Path, info: dict[str, str]) -> None:
+def _to_torchscript(
+    generator: nn.Module, example: tuple[torch.Tensor, ...], output: Path, info: dict[str, str]
+) -> None:
+    wrapper = AnySizeStyled if len(example) == 2 else AnySize
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scripted = torch.jit.script(AnySize(torch.jit.trace(generator, example)))
+        scripted = torch.jit.script(wrapper(torch.jit.trace(generator, example)))
         torch.jit.save(scripted, str(output), _extra_files={"sesim.json": json.dumps(info, indent=1)})
 
 
@@ -109,20 +145,21 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return json.loads(files["sesim.json"])
 
 
-def run_exported(path: str | Path, images: torch.Tensor) -> torch.Tensor:
-    """Run an exported file on ``(B, 3, H, W)`` images: ONNX through onnxruntime, TorchScript
-    through ``torch.jit.load``."""
+def run_exported(path: str | Path, images: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+    """Run an exported file on ``(B, 3, H, W)`` images (and ``(B, style_dim)`` style codes, for a
+    multi-modal generator): ONNX through onnxruntime, TorchScript through ``torch.jit.load``."""
+    inputs = {"images": images} if style is None else {"images": images, "style": style}
     if export_format(path) == "onnx":
         try:
             import onnxruntime
         except ImportError:
             raise ExportError("checking an ONNX file needs onnxruntime: pip install 'sesim[export]'") from None
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        (result,) = session.run(None, {"images": images.numpy()})
+        (result,) = session.run(None, {name: value.numpy() for name, value in inputs.items()})
         return torch.from_numpy(result)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated upstream; still asked for
-        return torch.jit.load(str(path))(images)
+        return torch.jit.load(str(path))(*inputs.values())
 
 
 class ExportMismatch(RuntimeError):
@@ -139,6 +176,7 @@ def export_generator(
     check_image: str | Path | None = None,
     overwrite: bool = False,
     tolerance: float | None = None,
+    direction: str = "AtoB",
 ) -> float:
     """Write the checkpoint's generator to ``output`` (format from the suffix) and compare the
     exported model with ``sesim translate``'s PyTorch path on ``check_image`` (any size; default a
@@ -153,8 +191,9 @@ def export_generator(
     source = checkpoint_file(checkpoint)
     check_output_file(output, source, "the checkpoint being exported", "output", overwrite)
     document = load_checkpoint(source)
-    generator, _ = load_generator(source, "cpu", document)
-    info = metadata(document["config"], document["step"])
+    generator, _ = load_generator(source, "cpu", document, direction)
+    style_dim = getattr(generator, "style_dim", None)
+    info = metadata(document["config"], document["step"], style_dim, direction)
     if check_image is not None:
         images = to_tensor(load_rgb(check_image)).unsqueeze(0)
     else:
@@ -163,12 +202,17 @@ def export_generator(
     if min(images.shape[-2:]) < MIN_SIDE:
         raise ExportError(f"--check-image {check_image}: at least {MIN_SIDE}x{MIN_SIDE} pixels are needed")
     output.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(2, 3, 64, 64)
+    example: tuple[torch.Tensor, ...] = (torch.zeros(2, 3, 64, 64),)
+    style = None
+    if style_dim is not None:  # checked on a drawn style, not only the zeros of the default
+        example = (*example, torch.zeros(2, style_dim))
+        style = torch.randn(1, style_dim, generator=torch.Generator().manual_seed(0)).expand(len(images), -1)
     partial = output.with_name(f".{output.stem}.partial{output.suffix}")
     try:
         (_to_onnx if kind == "onnx" else _to_torchscript)(generator, example, partial, info)
-        expected = translate_tensor(generator, images)  # the same padding as sesim translate
-        gap = (run_exported(partial, images) - expected).abs().max().item()
+        # the same padding as sesim translate
+        expected = translate_tensor(generator, images, style=None if style is None else style[0])
+        gap = (run_exported(partial, images, style) - expected).abs().max().item()
         if tolerance is not None and not gap <= tolerance:  # NaN fails too
             raise ExportMismatch(gap, tolerance)
         os.replace(partial, output)

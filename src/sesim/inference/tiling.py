@@ -21,8 +21,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from sesim.data.images import available_ram
-
 MULTIPLE = 4  # the generator's input sides must be multiples of 4; so are tile sizes and positions
 
 
@@ -137,13 +135,6 @@ def bytes_per_pixel(generator: nn.Module, device: torch.device, dtype: torch.dty
     return 2 * max(sizes, default=0) * element / (64 * 64)
 
 
-def available_memory(device: torch.device) -> int | None:
-    """Bytes free for a translation: CUDA's free memory, or the system's available memory."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    return available_ram()
-
-
 def auto_tile(pixels_needed: float, free: int | None, per_pixel: float, largest: int = 4096) -> int | None:
     """A tile side (multiple of 64) whose translation fits in half the free memory, or ``None``
     when the whole image fits (or nothing is known about memory)."""
@@ -156,4 +147,4 @@ def auto_tile(pixels_needed: float, free: int | None, per_pixel: float, largest:
     return max(64, min(largest, side - side % 64))
 
 
-__all__ = ["auto_tile", "available_memory", "bytes_per_pixel", "count_tiles", "fit_tile", "translate_tiled"]
+__all__ = ["auto_tile", "bytes_per_pixel", "count_tiles", "fit_tile", "translate_tiled"]

@@ -13,6 +13,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from sesim import errors
 from sesim.data.images import (
     IMAGE_EXTENSIONS,
     DataError,
@@ -23,7 +24,8 @@ from sesim.data.images import (
     to_tensor,
 )
 from sesim.errors import DiskFull, disk_full, is_disk_full
-from sesim.inference.tiling import auto_tile, available_memory, bytes_per_pixel, count_tiles, fit_tile, translate_tiled
+from sesim.inference.tiling import auto_tile, bytes_per_pixel, count_tiles, fit_tile, translate_tiled
+from sesim.runtime import available_memory, is_out_of_memory
 
 # The generator's reflection pads need at least 2 pixels at quarter resolution.
 MIN_SIZE = 8
@@ -65,7 +67,7 @@ def run_generator(
         return generator(images, style.to(images.device).expand(len(images), -1))
 
 
-class OutOfMemory(DataError):
+class OutOfMemory(errors.OutOfMemory, DataError):
     """An image too large to translate whole in the memory there is."""
 
 
@@ -199,6 +201,7 @@ def translate_paths(
     notes: list[str] | None = None,
     skip_existing: bool = False,
     unreadable: list[str] | None = None,
+    name_styles: bool = True,
 ) -> list[Path]:
     """Translate a file or every image of a folder; consecutive images of one size share a batch.
 
@@ -211,7 +214,8 @@ def translate_paths(
     ``skip_existing`` translates only what has no output yet (the rest of a folder after a stop or
     an unreadable image). ``unreadable``: given, an input that cannot be read is skipped with a
     warning on stderr and its error is appended there (the caller decides what that means);
-    ``None`` stops at it. Each output is written under a temporary name and then renamed, so a stop
+    ``None`` stops at it. ``name_styles=False``: one style (a reference image's), outputs named as
+    without styles (no ``_s0``). Each output is written under a temporary name and then renamed, so a stop
     never leaves a truncated image behind to be taken for a finished one.
     """
     if overwrite and skip_existing:
@@ -221,7 +225,9 @@ def translate_paths(
     if not source.exists():
         raise DataError(f"input not found: {source}")
     inputs = list_images(source, "input") if source.is_dir() else [source]
-    jobs, renamed = plan_outputs(inputs, source, output, 0 if styles is None else len(styles))
+    if styles is not None and not name_styles and len(styles) != 1:
+        raise ValueError(f"name_styles=False takes one style, got {len(styles)}")
+    jobs, renamed = plan_outputs(inputs, source, output, len(styles) if styles is not None and name_styles else 0)
     notes.extend(renamed)
     existing = check_outputs(jobs, source, output, overwrite, skip_existing)
     keep = existing if skip_existing else set()
@@ -331,8 +337,8 @@ def _translate_batch(generator, images, autocast, style, tile: int, overlap, bar
             tiles.close()
             results.append(out[0, :, :h, :w])
         return torch.stack(results)
-    except (torch.OutOfMemoryError, RuntimeError) as error:
-        if not isinstance(error, torch.OutOfMemoryError) and "allocate" not in str(error):
+    except (torch.OutOfMemoryError, RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error):
             raise
         name = group[0][0].source
         smaller = max(64, tile // 2 - tile // 2 % 64) if tile else 1024

@@ -11,8 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, WeightsConfig
+from sesim.errors import ConfigError
 from sesim.methods.pool import ImagePool
 from sesim.methods.structure import StructureTerm
+from sesim.networks.layers import checkpoint_activations
 
 
 class NonFiniteLoss(ArithmeticError):
@@ -115,6 +117,17 @@ class TranslationMethod(nn.Module):
             for module in self.structure.frozen_modules():
                 for parameter in module.parameters():
                     parameter.data = parameter.data.to(self.autocast)
+        return self
+
+    def checkpoint_activations(self) -> TranslationMethod:
+        """Recompute the generators' and discriminators' activations in the backward pass
+        (``train.activation_checkpointing``); a network without a layer sequence is an error."""
+        for name, module in self.trained_modules().items():
+            if name.startswith(("generator", "discriminator")) and not checkpoint_activations(module):
+                raise ConfigError(
+                    f"train.activation_checkpointing: {name} ({type(module).__name__}) has no layer sequence to "
+                    "checkpoint (the resnet generator and the patch discriminator have); set it to false"
+                )
         return self
 
     def forward_context(self, device: torch.device):

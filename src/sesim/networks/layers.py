@@ -5,6 +5,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint_sequential
+
+
+def checkpoint_activations(network: nn.Module) -> bool:
+    """Make ``network.model`` (an ``nn.Sequential``: the ResNet generator, the PatchGAN) keep only
+    the activations between about sqrt(N) segments of its N layers while a gradient is recorded,
+    recomputing the rest in the backward pass. Weights, state-dict keys and values are unchanged.
+    Returns whether the network has such a ``model``."""
+    sequence = getattr(network, "model", None)
+    if not isinstance(sequence, nn.Sequential):
+        return False
+    segments = max(1, round(len(sequence) ** 0.5))
+    plain = nn.Sequential.forward
+
+    def forward(x: Tensor) -> Tensor:
+        if not torch.is_grad_enabled():
+            return plain(sequence, x)
+        return checkpoint_sequential(sequence, segments, x, use_reentrant=False)
+
+    sequence.forward = forward
+    return True
 
 
 def _binomial(size: int) -> Tensor:

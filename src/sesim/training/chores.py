@@ -9,24 +9,58 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from sesim.config import TrainConfig
-from sesim.errors import ConfigError
+from sesim.errors import ConfigError, one_line
 
 try:
     import fcntl
 except ImportError:  # not on Windows
     fcntl = None
 from sesim.methods import NonFiniteLoss
+from sesim.training.distributed import Processes
 
 
 class TrainingStopped(RuntimeError):
     """Training could not go on (too many non-finite losses); the last good checkpoint is intact."""
+
+
+class OtherProcessFailed(TrainingStopped):
+    """Another training process met an error; this one stopped with it at the same step."""
+
+
+class Batches:
+    """A data loader's batches, fetched one at a time, with a failure to fetch one (an unreadable
+    file, a worker that died) kept instead of raised: under several processes every one learns
+    that one of them cannot go on before any enters the next step (whose collectives would wait
+    for it forever)."""
+
+    def __init__(self, loader: Iterable[dict]) -> None:
+        self.iterator = iter(loader)
+        self.next: dict | None = None
+        self.error: Exception | None = None
+
+    def fetch(self) -> bool:
+        """Fetch the next batch; ``False`` when that failed (the error is kept)."""
+        try:
+            self.next, self.error = next(self.iterator), None
+        except Exception as error:  # StopIteration too: the step sampler never ends
+            self.next, self.error = None, error
+        return self.error is None
+
+    def failure(self, processes: Processes) -> Exception:
+        """The error to end this process with, once the processes agreed that one failed: its own,
+        or the failing process's line (a collective: every process calls it)."""
+        lines = processes.gather(None if self.error is None else one_line(self.error))
+        if self.error is not None:
+            return self.error
+        rank, line = next((rank, line) for rank, line in enumerate(lines) if line)
+        return OtherProcessFailed(f"process {rank} of {processes.world_size} failed: {line}")
 
 
 def linear_schedule(constant_steps: int, total_steps: int) -> Callable[[int], float]:

@@ -68,6 +68,14 @@ class Processes:
         dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self._cpu_group)
         return bool(value)
 
+    def any_flags(self, *flags: bool) -> tuple[bool, ...]:
+        """:meth:`any_flag` of several flags in one all-reduce."""
+        if not self.distributed:
+            return tuple(bool(flag) for flag in flags)
+        values = torch.tensor([int(flag) for flag in flags])
+        dist.all_reduce(values, op=dist.ReduceOp.MAX, group=self._cpu_group)
+        return tuple(bool(value) for value in values)
+
     def mean(self, scalars: dict[str, Tensor]) -> dict[str, Tensor]:
         """Average detached scalar tensors over processes (only when logging)."""
         if not self.distributed or not scalars:

@@ -36,13 +36,15 @@ from sesim.config import (
 )
 from sesim.data.images import DataError
 from sesim.data.unpaired import StepSampler, UnpairedImages, check_survey, domain_folders
-from sesim.errors import DeviceError
+from sesim.errors import DeviceError, OutOfMemory, one_line
 from sesim.evaluation.held_out import HELD_OUT_METRICS
 from sesim.inference import pick_device, resolve_precision, weight_dtype
 from sesim.inference.translate import check_writable
 from sesim.methods import METHODS, NonFiniteLoss, Optimization, TranslationMethod
+from sesim.runtime import available_memory, is_out_of_memory, memory_cap, saved_bytes
 from sesim.training import distributed
 from sesim.training.chores import (
+    Batches,
     BestScore,
     NonFiniteBudget,
     NonFiniteStep,
@@ -88,7 +90,7 @@ def build_method(config: RunConfig, device: torch.device, rank: int = 0) -> Tran
     """The method of ``config`` with its networks, structure term and optimizers (on the CPU)."""
     t = config.train
     try:
-        return METHODS[config.method](
+        method = METHODS[config.method](
             config.model.generator,
             config.model.discriminator,
             config.loss,
@@ -99,6 +101,7 @@ def build_method(config: RunConfig, device: torch.device, rank: int = 0) -> Tran
         )
     except WeightsUnavailableError as error:
         raise WeightsUnavailableError(_weights_hint(config, error)) from None
+    return method.checkpoint_activations() if t.activation_checkpointing else method
 
 
 def _weights_hint(config: RunConfig, error: WeightsUnavailableError) -> str:
@@ -295,8 +298,17 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     processes, device_name = distributed.start(config.train.device)
     lock = RunLock()
+    device = pick_device(device_name, "train.device")
     try:
-        return _train(config, checkpoint, changes, resume, processes, pick_device(device_name, "train.device"), lock)
+        with memory_cap(device):
+            return _train(config, checkpoint, changes, resume, processes, device, lock)
+    except Exception as error:
+        if is_out_of_memory(error) and not isinstance(error, OutOfMemory):  # before the loop: building the run
+            raise OutOfMemory(
+                f"out of memory on {device} while setting up the run ({one_line(error)}); free some memory or "
+                "train smaller networks"
+            ) from None
+        raise
     finally:
         lock.release()
         distributed.stop(processes)
@@ -386,10 +398,45 @@ def set_up(config: RunConfig, processes: Processes, device: torch.device) -> Run
     dtype = weight_dtype(t.precision)
     layout = torch.channels_last if t.channels_last is True else torch.contiguous_format  # auto: contiguous
     method = build_method(config, device, processes.rank).place(device, dtype, layout)
+    check_fits(config, method, dataset, device, processes.world_size)
     schedulers = {
         name: torch.optim.lr_scheduler.LambdaLR(optimizer, plan.factor) for name, optimizer in method.optimizers.items()
     }
     return Run(config, processes, device, dtype, layout, dataset, plan, method, schedulers, query_rng)
+
+
+PROBE_SIDE = 64  # side of the images whose forward pass is measured before a run starts
+
+
+def check_fits(
+    config: RunConfig, method: TranslationMethod, dataset: UnpairedImages, device: torch.device, world_size: int
+) -> None:
+    """Refuse, before the first step, a run whose generator alone would keep more activations for
+    its backward pass than the device has free: measured on a small batch, scaled to the run's
+    images and batch (a lower bound: the losses, the discriminator and the backbone add to it)."""
+    d, t = config.data, config.train
+    generator = method.trained_modules()["generator"]
+    parameter = next(generator.parameters())
+    images = torch.zeros(1, 3, PROBE_SIDE, PROBE_SIDE, device=parameter.device, dtype=parameter.dtype)
+    try:
+        with method.forward_context(device):
+            per_pixel = saved_bytes(generator, images) / PROBE_SIDE**2
+    except TypeError:  # a generator that needs more than images (multi-modal): no estimate
+        return
+    if d.preprocess == "none":
+        pixels, size = max((w * h for w, h in dataset.sizes.values()), default=0), "whole images"
+    else:
+        pixels, size = d.crop_size**2, f"{d.crop_size}x{d.crop_size} crops"
+    needed = per_pixel * pixels * t.batch_size // world_size
+    free = available_memory(device)
+    if free is not None and needed > free:
+        fixes = "lower train.batch_size or data.crop_size" + (
+            "" if t.activation_checkpointing else ", or --set train.activation_checkpointing=true"
+        )
+        raise OutOfMemory(
+            f"train: batch {t.batch_size // world_size} of {size} needs more than ~{needed / 2**30:.1f} GiB on "
+            f"{device} (the generator's activations alone), {free / 2**30:.1f} GiB are free; {fixes}"
+        )
 
 
 class Restored(NamedTuple):
@@ -523,11 +570,15 @@ def _train(
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(t.deterministic or was_deterministic)
     saved, in_step = step, False
+    batches = Batches(loader)
     try:
         with stops:
-            for batch in loader:
-                if step >= total:
-                    break
+            # Each batch is fetched before the processes agree on what comes next, so a file that
+            # cannot be read (or a loader worker that died) on any process stops every one of them
+            # at the same step, after one checkpoint of it.
+            failed = processes.any_flag(step < total and not batches.fetch())
+            while step < total and not failed:
+                batch = batches.next
                 real_a = batch["a"].to(device, run.dtype, non_blocking=True, memory_format=run.layout)
                 real_b = batch["b"].to(device, run.dtype, non_blocking=True, memory_format=run.layout)
                 for path in skipped.new(batch):
@@ -557,12 +608,17 @@ def _train(
                 if v.every and (step % v.every == 0 or step == total):
                     if validate_and_keep_best(run, validator, best, logger, step):
                         checkpointer.save(run_dir, step, best.best, "best.pt")
-                stop_now = processes.any_flag(stops.signal is not None)
-                # The wall-clock budget: every process stops at the same step (rank 0's clock decides).
-                spent = t.max_minutes is not None and processes.any_flag(main and budget.spent())
-                if step % log.checkpoint_every == 0 or step == total or stop_now or spent:
+                fetched = step == total or batches.fetch()
+                # One agreement per step: a stop request, the wall-clock budget (rank 0's clock
+                # decides) and a batch that could not be fetched, on any process.
+                stop_now, spent, failed = processes.any_flags(
+                    stops.signal is not None, main and budget.spent(), not fetched
+                )
+                if step % log.checkpoint_every == 0 or step == total or stop_now or spent or failed:
                     report_skipped()
                     checkpointer.save(run_dir, step, best.best, f"step_{step:07d}.pt", "latest.pt")
+                    if failed and step > saved and main:
+                        bar.write(f"note: saved step {step} before stopping; {resume_hint(run_dir)}")
                     saved = step
                 if stop_now:
                     raise Interrupted(run_dir, step)
@@ -574,6 +630,8 @@ def _train(
                             f"checkpoint saved. Continue with: sesim train --resume {run_dir}"
                         )
                     break
+            if failed:
+                raise batches.failure(processes)
     except BaseException as error:
         if fresh and step == 0 and main:  # nothing trained: leave no empty numbered folder behind
             if logger is not None:
@@ -581,6 +639,9 @@ def _train(
             shutil.rmtree(run_dir, ignore_errors=True)
         elif step > saved and not in_step and processes.world_size == 1 and is_failure(error):
             save_before_failing(checkpointer, run_dir, step, best.best, error, bar)
+            saved = step
+        if is_out_of_memory(error):
+            raise out_of_memory(config, device, step, None if fresh and step == 0 else run_dir, saved) from None
         raise
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
@@ -588,6 +649,24 @@ def _train(
         if logger is not None:
             logger.close()
     return run_dir
+
+
+def out_of_memory(config: RunConfig, device: torch.device, step: int, run_dir: Path | None, saved: int) -> OutOfMemory:
+    """The one line for a step that ran out of memory: where, at which size, what to change, and
+    the checkpoint that is intact (a run that never saved leaves no folder)."""
+    d, t = config.data, config.train
+    size = "whole images" if d.preprocess == "none" else f"{d.crop_size}x{d.crop_size} crops"
+    fixes = "lower train.batch_size or data.crop_size" + (
+        "" if t.activation_checkpointing else ", or --set train.activation_checkpointing=true"
+    )
+    kept = ""
+    if run_dir is not None and saved:
+        again = "" if t.activation_checkpointing else " --set train.activation_checkpointing=true"
+        kept = f"; step {saved} is saved: continue with sesim train --resume {run_dir}{again}"
+    return OutOfMemory(
+        f"out of memory on {device} at step {step + 1} ({config.method}, batch {t.batch_size} of {size}); {fixes} "
+        f"(sesim train ... --probe measures what fits){kept}"
+    )
 
 
 def is_failure(error: BaseException) -> bool:
@@ -606,8 +685,12 @@ def save_before_failing(checkpointer: Checkpointer, run_dir: Path, step: int, be
         return
     bar.write(
         f"note: saved step {step} before stopping: {run_dir / 'checkpoints' / f'step_{step:07d}.pt'}; "
-        f"fix the cause, then continue with: sesim train --resume {run_dir}"
+        + resume_hint(run_dir)
     )
+
+
+def resume_hint(run_dir: Path) -> str:
+    return f"fix the cause, then continue with: sesim train --resume {run_dir}"
 
 
 def log_scalars(run: Run, logger: RunLogger | None, bar: Progress, step: int, stats: dict, speed: Throughput) -> None:

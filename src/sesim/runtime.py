@@ -1,0 +1,142 @@
+"""What the machine a command runs on has and does: memory there is, the peak a process reached,
+a cap that turns running out of memory into an error a command can answer, and how to tell an
+out-of-memory failure from any other."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from sesim.errors import ConfigError
+
+# Torch's CPU allocator, CUDA's caching allocator and Python itself, when memory runs out.
+_OUT_OF_MEMORY_TEXTS = ("can't allocate memory", "out of memory", "cannot allocate memory")
+
+
+def available_ram() -> int | None:
+    """Bytes of RAM available to a new allocation (``MemAvailable``), or ``None`` when unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a failed allocation (CPU or CUDA), not some other failure."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and any(text in str(error).lower() for text in _OUT_OF_MEMORY_TEXTS)
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a new allocation may take on ``device``: CUDA's free memory, or the system's
+    available memory (within this process's cap, when one is set)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    free = available_ram()
+    room = _room_under_cap()
+    return room if free is None else free if room is None else min(free, room)
+
+
+def peak_memory(device: torch.device) -> dict[str, int]:
+    """The peak this process reached: on CUDA the allocator's peak (``allocated``, what tensors
+    held, and ``reserved``, what the allocator took from the card) since the last reset; on the
+    CPU the process's peak resident memory (``resident``) since it started."""
+    if device.type == "cuda":
+        allocated, reserved = torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
+        return {"allocated": allocated, "reserved": reserved}
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return {"resident": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale}
+
+
+def _data_bytes() -> int | None:
+    """The process's data segment now (``VmData``: what ``RLIMIT_DATA`` counts)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmData:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _room_under_cap() -> int | None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_DATA)
+    used = _data_bytes()
+    if soft == resource.RLIM_INFINITY or used is None:
+        return None
+    return max(0, soft - used)
+
+
+def parse_bytes(text: str, option: str) -> int:
+    """``8G``, ``512M``, ``1.5T`` or a plain number of bytes."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = value[-1:] if value[-1:] in units else ""
+    try:
+        number = float(value[: len(value) - len(unit)])
+    except ValueError:
+        raise ConfigError(f"{option}={text}: give a size such as 8G, 512M or a number of bytes") from None
+    if number <= 0:
+        raise ConfigError(f"{option}={text}: give a size above 0")
+    return int(number * units[unit])
+
+
+@contextmanager
+def memory_cap(device: torch.device) -> Iterator[None]:
+    """On the CPU, cap the process's data (``RLIMIT_DATA``) at what it holds now plus the memory
+    the system has available (or ``SESIM_MAX_MEMORY``, when set, as the whole process's limit), so
+    an allocation beyond it fails with an error the command answers in one line, where the
+    kernel's out-of-memory killer would end the process without a word. CUDA needs no cap: its
+    allocator raises by itself. Loader workers inherit the cap (each its own)."""
+    used = _data_bytes()
+    wanted = os.environ.get("SESIM_MAX_MEMORY")
+    if device.type != "cpu" or used is None:
+        yield
+        return
+    limit = parse_bytes(wanted, "SESIM_MAX_MEMORY") if wanted else used + (available_ram() or 0)
+    if not wanted and not available_ram():
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    if soft != resource.RLIM_INFINITY:
+        limit = min(limit, soft)  # a cap set by the user's shell stays the tighter one
+    try:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+def saved_bytes(module: torch.nn.Module, *inputs: torch.Tensor) -> int:
+    """Bytes a forward pass of ``module`` keeps for its backward pass (the tensors autograd
+    saves; with activation checkpointing, only those between its segments), measured by running it."""
+    total = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        module(*inputs)
+    return total
