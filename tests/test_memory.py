@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -176,3 +177,66 @@ def test_other_runtime_errors_stay_bugs(tmp_path, monkeypatch):
     monkeypatch.setattr(alignment, "analyze", analyze)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         main(["analyze", "--a", str(tmp_path), "--b", str(tmp_path), "--out", str(tmp_path / "out")])
+
+
+def test_the_search_backs_off_until_a_value_runs():
+    from sesim.training.probe import largest
+
+    tried = []
+
+    def works(value):
+        tried.append(value)
+        return value <= 50
+
+    assert largest(1, 100, works) == 42  # 100, 75, 56 do not run; 42 does
+    assert tried == [100, 75, 56, 42] and largest(1, 40, works) == 40
+    tried.clear()
+    assert largest(64, 1000, lambda side: tried.append(side) or side <= 500, 16) == 400
+    assert tried == [1000, 736, 544, 400] and all(side % 16 == 0 for side in tried[1:])
+    assert largest(8, 8, works) == 8
+
+
+def _max_rss_of(argv, env):
+    code = ("import resource, sys; from sesim.cli import main; code = main(sys.argv[1:]); "
+            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout, int(result.stdout.split("MAXRSS")[-1]) * 1024
+
+
+def test_the_probe_measures_what_the_run_then_takes(tmp_path):
+    """The probe's peak memory within 15% of the real run's, its step time within 20% of the real
+    run's median (demo networks at 96 px, batch 4: big enough that activations count)."""
+    data = tiny_data(tmp_path / "data")
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    sets = ["data.crop_size=96", "data.load_size=100", "train.batch_size=4", "data.workers=0", "train.max_steps=10",
+            "log.every=1", "log.progress=false", "log.tensorboard=false", "log.sample_every=1000",
+            "log.checkpoint_every=1000", f"log.out_dir={tmp_path / 'runs'}"]  # fmt: skip
+    flags = ["train", "demo", "--data", str(data), *[a for s in sets for a in ("--set", s)]]
+    out, probe_rss = _max_rss_of([*flags, "--probe", "--json", "--no-search"], env)
+    measured = json.loads(out.split("MAXRSS")[0])
+    assert measured["peak_memory"]["resident"] <= probe_rss  # what the process reached by then
+    assert not (tmp_path / "runs").exists()  # the probe writes no run folder
+    _, run_rss = _max_rss_of(flags, env)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    rates = [json.loads(line)["images_per_s"] for line in (run_dir / "log.jsonl").read_text().splitlines()
+             if '"images_per_s"' in line][2:]  # fmt: skip
+    run_step = statistics.median(4 / rate for rate in rates)
+    assert measured["peak_memory"]["resident"] == pytest.approx(run_rss, rel=0.15)
+    assert measured["step_s_median"] == pytest.approx(run_step, rel=0.2), (measured["step_s"], run_step)
+    assert measured["batch_size"] == 4 and measured["image_size"] == [96, 96] and measured["total_steps"] == 10
+
+
+def test_the_probe_finds_a_batch_and_a_crop_that_fit_and_prints_them(tmp_path):
+    data = tiny_data(tmp_path / "data")
+    sets = [*TINY, "data.crop_size=32", f"log.out_dir={tmp_path / 'runs'}"]
+    result = _sesim("train", "fsesim", "--data", str(data), *[a for s in sets for a in ("--set", s)], "--probe",
+                    memory="2500M")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("# ok: data: 6 A images") for line in lines)
+    batch = next(line for line in lines if "largest batch that fits at 32x32" in line)
+    crop = next(line for line in lines if "largest crop that fits at batch 1" in line)
+    assert int(batch.split(": ")[1].split(" ")[0]) > 2 and int(crop.split(": ")[1].split(" ")[0]) > 32
+    assert "step:" in result.stdout and "images/s" in result.stdout and "finished about" in result.stdout
+    assert not (tmp_path / "runs").exists()

@@ -53,6 +53,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.init_from:
         overrides.append(f"train.init_from={args.init_from}")
     config = load_config(args.config, overrides)
+    if args.probe:
+        return _probe(config, args)
     if args.dry_run:
         print(to_yaml(config), end="")
         for line in preflight(config, decode=args.dry_run == "full"):
@@ -65,6 +67,21 @@ def _train(args: argparse.Namespace) -> int:
         )
     run_dir = train(config)
     print(f"finished: {run_dir}")
+    return 0
+
+
+def _probe(config, args: argparse.Namespace) -> int:
+    from sesim.training.loop import preflight
+    from sesim.training.probe import probe, report
+
+    checks = preflight(config, decode=args.dry_run == "full")
+    result = probe(config, search=not args.no_search)
+    if args.json:
+        print(json.dumps({"checks": checks, **result}, indent=1))
+        return 0
+    for line in checks:
+        print(f"# ok: {line}")
+    print(report(result))
     return 0
 
 
@@ -368,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run=full", dest="dry_run", action="store_const", const="full",
         help="as --dry-run, and decode every training image in full (finds truncated files)",
     )  # fmt: skip
+    train.add_argument(
+        "--probe", action="store_true",
+        help="make the --dry-run checks, then run a few real steps of this run on synthetic batches: peak memory, "
+        "step time, how long the schedule takes and when it ends, the largest batch and crop that fit; no run folder",
+    )  # fmt: skip
+    train.add_argument("--json", action="store_true", help="with --probe: the measurements as JSON")
+    train.add_argument("--no-search", action="store_true", help="with --probe: skip the largest batch and crop")
     train.add_argument(
         "--resume", metavar="RUN_DIR",
         help="continue a run exactly from its latest checkpoint; --set may change steps, schedule length, "

@@ -4,10 +4,12 @@ out-of-memory failure from any other."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -140,3 +142,62 @@ def saved_bytes(module: torch.nn.Module, *inputs: torch.Tensor) -> int:
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         module(*inputs)
     return total
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                     "keepcost")
+    ]  # fmt: skip
+
+
+def _heap_reader() -> Callable[[], int]:
+    """Bytes this process's ``malloc`` has handed out and not taken back (glibc's ``mallinfo2``:
+    in use, whatever the allocator keeps for reuse), or, without glibc, the resident set."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallinfo2 = libc.mallinfo2
+        mallinfo2.restype = _MallInfo2
+
+        def in_use() -> int:
+            info = mallinfo2()
+            return info.uordblks + info.hblkhd
+
+        in_use()
+        return in_use
+    except (OSError, AttributeError):
+        return resident_bytes
+
+
+def resident_bytes() -> int:
+    """The process's resident set now."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return peak_memory(torch.device("cpu"))["resident"]
+
+
+class HeapPeak:
+    """The most memory the CPU allocator had handed out while the block ran, sampled every
+    millisecond by a thread (torch's kernels release the interpreter, so it samples during
+    them): the memory a step needs, apart from what the allocator keeps for reuse."""
+
+    def __enter__(self) -> HeapPeak:
+        self._read = _heap_reader()
+        self.before = self.bytes = self._read()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.bytes = max(self.bytes, self._read())
+            self._stop.wait(0.001)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.bytes = max(self.bytes, self._read())
