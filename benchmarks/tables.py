@@ -412,7 +412,38 @@ def demo(result: dict) -> str:
     return "\n".join(lines)
 
 
+def memory(result: dict) -> str:
+    facts, rows = result["machine"], result["rows"]
+    device = facts.get("device_name") or f"{facts['cpu']} ({facts['threads']} threads)"
+    lines = [
+        f"`benchmarks/memory.py`, {device}, torch {facts['torch']}, {facts['date']}: each cell is `sesim train "
+        "PRESET --probe` in a fresh process (the paper's networks, VGG16 taps; "
+        f"{result['warmup']} warm-up step, median of {result['measured']}); peak = the process's peak resident "
+        "memory on a CPU, the allocator's peak on a GPU.",
+        "",
+        "| method | crop | batch | peak | images/s | with activation checkpointing: peak | images/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    cells = {(r["method"], r["size"], r["batch"], r["activation_checkpointing"]): r for r in rows}
+
+    def shown(row: dict | None) -> str:
+        if row is None:
+            return "- | -"
+        if "out_of_memory" in row:
+            return "out of memory | -"
+        return f"{row['peak_gib']:.2f} GiB | {row['images_per_s']:.2f}"
+
+    for method, size, batch, checkpointing in cells:
+        if checkpointing:
+            continue
+        plain, kept = cells[(method, size, batch, False)], cells.get((method, size, batch, True))
+        lines.append(f"| {method} | {size} | {batch} | {shown(plain)} | {shown(kept)} |")
+    return "\n".join(lines)
+
+
 TABLES = {
+    "memory_cpu": ("memory_cpu", memory),
+    "memory_gpu": ("memory_gpu", memory),
     "loss_cpu": ("loss_cpu", loss),
     "loss_gpu": ("loss_gpu", loss),
     "train_step_cpu": ("train_step_cpu", train_step),

@@ -90,3 +90,87 @@ def test_few_loose_modules_at_the_top():
         "__init__.py", "checkpoint.py", "cli.py", "config.py", "demo.py", "errors.py", "files.py", "presets.py",
         "runtime.py", "torch_files.py",
     ]  # fmt: skip
+
+
+def test_the_config_schema_loads_no_component():
+    """Validating a config needs the schema alone: no method, network, backbone or metric."""
+    loaded = _loaded_after_import("sesim.config")
+    assert set(loaded) <= {"sesim", "sesim.config", "sesim.errors", "sesim.presets"}, loaded
+    from sesim.config import load_config
+
+    load_config("lsesim", ["method=cyclegan", "loss.backbone=efficientnet_lite0"])  # validates without them
+    code = (
+        "import sys\nfrom sesim.config import load_config\nload_config('cut')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sesim')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "sesim.methods" not in result.stdout and "sesim.networks" not in result.stdout, result.stdout
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """``{module: the sesim modules it imports}``, from every import statement in ``src/`` (lazy
+    ones inside functions too: a circle through them is still a circle)."""
+    modules = {_module(path): path for path in SRC.rglob("*.py")}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rsplit(".", 1)[0] if "." in name else ""
+        return name or None
+
+    graph = {}
+    for module, path in modules.items():
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sesim"):
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names if alias.name.startswith("sesim"))
+        graph[module] = {found for name in names if (found := resolve(name)) and found != module}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of ``graph``: its strongly connected parts of two or more modules (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in sorted(graph[module]):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            part = []
+            while (other := stack.pop()) != module:
+                part.append(other)
+            if part:
+                found.append(sorted([module, *part]))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_import_circle_in_src():
+    assert circles(import_graph()) == []
+
+
+def test_the_circle_check_can_fail():
+    """The schema importing a method (as config.registry once did, lazily) closes a circle."""
+    graph = import_graph()
+    assert "sesim.config" in graph["sesim.methods.base"]
+    graph["sesim.config"] = graph["sesim.config"] | {"sesim.methods"}
+    (circle,) = circles(graph)
+    assert "sesim.config" in circle and "sesim.methods" in circle

@@ -1,6 +1,7 @@
 """The training loop's chores, each on its own (the loop's end-to-end tests are test_training.py
 and test_reliability.py), and the small shared helpers they and the commands use."""
 
+import datetime
 import io
 from unittest import mock
 
@@ -118,6 +119,15 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere():
             lines = [line for line in text.splitlines() if line.startswith("step ")]
             assert "\r" not in text and len(lines) == 2 and "lr" not in text
             assert lines[1].startswith("step 2/4  g_gan 0.500 d 0.250  ") and lines[1].endswith(" step/s")
+    stream = _Stream(False)  # with the rate, the images/s and the projected finish on the clock
+    progress = Progress(total=4, initial=0, enabled=True, stream=stream)
+    with mock.patch("sesim.training.logging.datetime") as clock:
+        clock.datetime.now.return_value = datetime.datetime(2026, 12, 4, 9, 30)
+        clock.timedelta = datetime.timedelta
+        progress.show(1, {**scalars, "images_per_s": 2.5, "eta_min": 45.0})
+        progress.show(2, {**scalars, "images_per_s": 2.5, "eta_min": 3 * 24 * 60.0})
+    first, second = [line for line in stream.getvalue().splitlines() if line.startswith("step ")]
+    assert "img/s 2.5 done 10:15" in first and "done Mon 07 Dec 09:30" in second
     off = _Stream(False)
     progress = Progress(total=4, initial=0, enabled=False, stream=off)
     progress.update()

@@ -179,7 +179,7 @@ def _styles(loaded, args: argparse.Namespace, device):
     image (at the training scale, in training-size views: any size fits in memory)."""
     import torch
 
-    from sesim.config import ConfigError, DataConfig, stored_section
+    from sesim.config import ConfigError, stored_config
     from sesim.data.images import load_rgb
     from sesim.inference.style import reference_style
 
@@ -189,7 +189,7 @@ def _styles(loaded, args: argparse.Namespace, device):
     if not hasattr(generator, "style_dim"):
         raise ConfigError("--num-styles/--style-from need a multimodal checkpoint (method: multimodal)")
     if args.style_from is not None:
-        data = stored_section(DataConfig, loaded.checkpoint["config"], "data", str(args.checkpoint))
+        data = stored_config(loaded.checkpoint, str(args.checkpoint)).data
         return reference_style(generator, load_rgb(args.style_from), data, device)
     if args.num_styles < 1:
         raise ConfigError(f"--num-styles must be at least 1, got {args.num_styles}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,40 +18,31 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from sesim.errors import ConfigError
 from sesim.presets import PRESETS_DIR, preset_names
 
-
-def registry(name: str) -> Mapping:
-    """The registry a config value selects from: the dict next to the code it lists (imported
-    here, when a value is checked, so reading this module stays light)."""
-    if name == "methods":
-        from sesim.methods import METHODS as found
-    elif name == "generators":
-        from sesim.networks import GENERATORS as found
-    elif name == "discriminators":
-        from sesim.networks import DISCRIMINATORS as found
-    elif name == "backbones":
-        from sesim.backbones import BACKBONES as found
-    elif name == "structure_terms":
-        from sesim.methods.structure import STRUCTURE_TERMS as found
-    elif name == "comparisons":
-        from sesim.losses.spatial import COMPARISONS as found
-    elif name == "preprocess":
-        from sesim.data.transforms import PREPROCESS as found
-    elif name == "held_out_metrics":
-        from sesim.evaluation.held_out import HELD_OUT_METRICS as found
-    else:
-        raise KeyError(f"no registry named {name!r}")
-    return found
+# The names a config value may take, by the registry that builds them. The schema holds the
+# names only and imports no component; tests/test_config.py ties each tuple to its registry (the
+# dict next to the code: ``sesim.methods.METHODS``, ``sesim.networks.GENERATORS`` ...), so a
+# component added there and not here (or the reverse) fails a test.
+NAMES: dict[str, tuple[str, ...]] = {
+    "methods": ("one_sided", "cyclegan", "sinsesim", "multimodal"),
+    "generators": ("resnet", "stylegan2", "munit"),
+    "discriminators": ("patchgan", "stylegan2"),
+    "backbones": ("vgg16", "efficientnet_lite0"),
+    "structure_terms": ("sesim", "patchnce", "perceptual", "none"),
+    "comparisons": ("cos", "l1"),
+    "preprocess": ("resize_and_crop", "crop", "zoom_and_crop", "none"),
+    "held_out_metrics": ("rmse", "psnr", "fd_efficientnet"),
+}
 
 
 class OneOf:
-    """Validator of a value that must be a key of the registry :func:`registry` names; the error
-    lists the valid keys."""
+    """Validator of a value that must be one of the names :data:`NAMES` lists for a registry; the
+    error lists them (and the nearest one)."""
 
     def __init__(self, registry: str) -> None:
         self.registry = registry
 
     def choices(self) -> list[str]:
-        return list(registry(self.registry))
+        return list(NAMES[self.registry])
 
     def __call__(self, value: str) -> str:
         choices = self.choices()
@@ -503,14 +493,9 @@ def _blamed(overrides: list[str] | tuple[str, ...], where: str, message: str, ru
     return [a for a in inside if re.search(rf"\b{re.escape(override_key(a).rsplit('.', 1)[-1])}\b", message)]
 
 
-def stored_section(model: type[Section], stored: dict[str, Any], prefix: str, source: str):
-    """One section of a checkpoint's stored config (``prefix`` such as ``model.generator``),
-    validated on its own: what a reader needs, without the registries of the rest (a generator
-    is rebuilt without importing any training method)."""
-    data: Any = stored
-    for key in prefix.split("."):
-        data = data.get(key, {}) if isinstance(data, dict) else {}
-    return validate_section(model, data, f"{source} (stored config)", prefix)
+def stored_config(document: dict[str, Any], source: str) -> RunConfig:
+    """The run config a checkpoint ``document`` carries, validated (``source`` names the file)."""
+    return validate(document.get("config", {}), f"{source} (stored config)")
 
 
 def validate(data: dict[str, Any], source: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

@@ -203,12 +203,12 @@ def analyze(
 
 def _heads_from_checkpoint(path: str | Path, backbone: str):
     from sesim.checkpoint import load_checkpoint
-    from sesim.config import LossConfig, stored_section
+    from sesim.config import stored_config
     from sesim.errors import CheckpointError
     from sesim.networks import SimilarityHeads
 
     document = load_checkpoint(path)
-    loss = stored_section(LossConfig, document["config"], "loss", str(path))
+    loss = stored_config(document, str(path)).loss
     if "heads" not in document["networks"]:
         raise CheckpointError(f"{path}: no learned heads inside (train an LSeSim preset for them)")
     if loss.backbone != backbone:

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from sesim.checkpoint import load_checkpoint
-from sesim.config import LossConfig, stored_section
+from sesim.config import stored_config
 from sesim.data.images import IMAGE_EXTENSIONS, image_grid, load_rgb, to_image, to_tensor
 from sesim.errors import ConfigError
 from sesim.inference import load_generator
@@ -78,7 +78,7 @@ def visualize(
     check_output_file(output, image, "the input image", "--out", overwrite)
     document = load_checkpoint(checkpoint)
     generator, _ = load_generator(checkpoint, document=document)
-    loss = stored_section(LossConfig, document["config"], "loss", str(checkpoint))
+    loss = stored_config(document, str(checkpoint)).loss
     structure = build_structure_loss(loss).eval()
     if structure.heads is not None:  # LSeSim: the maps of the trained heads
         structure.heads.load_state_dict(document["networks"]["heads"])

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from sesim.checkpoint import load_checkpoint
-from sesim.config import GeneratorConfig, stored_section
+from sesim.config import stored_config
 from sesim.errors import CheckpointError, DeviceError
 from sesim.networks import build_generator
 
@@ -77,7 +77,7 @@ def load_generator(
             f"--direction {direction}: {checkpoint_path} (method {method}) learned A->B only; the cyclegan "
             "method trains a B->A generator too, or train a run on the swapped domains (data.direction=BtoA)"
         )
-    config = stored_section(GeneratorConfig, document["config"], "model.generator", str(checkpoint_path))
+    config = stored_config(document, str(checkpoint_path)).model.generator
     generator = build_generator(config)
     try:
         generator.load_state_dict(document["networks"][name])

@@ -102,6 +102,9 @@ class Progress:
         losses = {k.split("/")[-1]: f"{v:.3f}" for k, v in scalars.items() if k.startswith("loss/")}
         if "images_per_s" in scalars:
             losses["img/s"] = f"{scalars['images_per_s']:.1f}"
+        if "eta_min" in scalars:  # the projected finish, on the wall clock
+            finish = datetime.datetime.now() + datetime.timedelta(minutes=scalars["eta_min"])
+            losses["done"] = finish.strftime("%H:%M" if scalars["eta_min"] < 12 * 60 else "%a %d %b %H:%M")
         self.bar.set_postfix(losses)
         if self.plain:
             (last, then), now = self.since, time.perf_counter()
