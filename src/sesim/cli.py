@@ -96,7 +96,7 @@ def report_files(out: str | Path) -> list[Path]:
 def check_reports(paths: list[Path], option: str, overwrite: bool) -> None:
     """A report replaces an existing file only with ``--overwrite`` (checked before the work)."""
     from sesim.errors import DataError
-    from sesim.inference.translate import check_writable, refuse_existing
+    from sesim.outputs import check_writable, refuse_existing
 
     for path in paths:
         if path.is_dir():
@@ -108,7 +108,8 @@ def check_reports(paths: list[Path], option: str, overwrite: bool) -> None:
 
 def _translate(args: argparse.Namespace) -> int:
     from sesim.config import ConfigError
-    from sesim.inference import load_generator, pick_device, resolve_precision, translate_paths
+    from sesim.inference import load_generator, translate_paths
+    from sesim.runtime import pick_device, resolve_precision
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -220,7 +221,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from sesim.evaluation.evaluate import evaluate, markdown
-    from sesim.inference import pick_device
+    from sesim.runtime import pick_device
 
     metrics = args.metrics.split(",") if args.metrics else None
     out = Path(args.out) if args.out else Path(args.fake).parent / f"eval_{Path(args.fake).name}"
@@ -300,7 +301,7 @@ def _point(text: str) -> tuple[int, int]:
 def _segscore(args: argparse.Namespace) -> int:
     from sesim.config import ConfigError
     from sesim.evaluation.segscore import cityscapes_score, load_segmenter, markdown
-    from sesim.inference import pick_device
+    from sesim.runtime import pick_device
 
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))

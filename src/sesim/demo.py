@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from sesim.data.images import image_grid, list_images, load_rgb, to_image, to_te
 from sesim.data.synthetic import CLASS_NAMES, class_colours, layout_iou, write_domains
 from sesim.inference import load_generator, pick_device, translate_tensor
 from sesim.networks import build_generator
+from sesim.outputs import written_in_place
 from sesim.training.loop import train
 
 
@@ -71,10 +70,8 @@ def demo_data(root: Path) -> Path:
     again next time instead of training and scoring on part of them."""
     if root.is_dir():
         return root
-    partial = root.with_name(f".{root.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    write_domains(partial, train=200, test=8, size=64, seed=0)
-    os.replace(partial, root)
+    with written_in_place(root) as partial:
+        write_domains(partial, train=200, test=8, size=64, seed=0)
     return root
 
 

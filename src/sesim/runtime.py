@@ -1,4 +1,5 @@
-"""What the machine a command runs on has and does: memory there is, the peak a process reached,
+"""Where and how a command runs: the device (``pick_device``), the precision (``resolve_precision``,
+``weight_dtype``), the memory there is, the peak a process reached,
 a cap that turns running out of memory into an error a command can answer, and how to tell an
 out-of-memory failure from any other."""
 
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 
 import torch
 
-from sesim.errors import ConfigError
+from sesim.errors import ConfigError, DeviceError
 
 # Torch's CPU allocator, CUDA's caching allocator and Python itself, when memory runs out.
 _OUT_OF_MEMORY_TEXTS = ("can't allocate memory", "out of memory", "cannot allocate memory")
@@ -33,6 +34,35 @@ def available_ram() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def pick_device(name: str, option: str = "--device") -> torch.device:
+    """``auto`` picks CUDA when available; an unknown or unavailable device is a clear error that
+    names ``option`` (the flag or config key the name came from)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"{option} {name}: unknown device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"{option} {name}: no CUDA device is available here; use auto or cpu")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """``auto``: bf16 autocast on CUDA cards that support it, full precision elsewhere (CPUs
+    without bf16 matrix units run bf16 slower than fp32). Returns the autocast dtype or ``None``."""
+    if precision == "auto":
+        use = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if use else None
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def weight_dtype(precision: str) -> torch.dtype:
+    """The dtype of weights, optimizer states and input batches: float64 for ``fp64`` reference
+    runs, float32 otherwise (bf16 is autocast over float32 weights)."""
+    return torch.float64 if precision == "fp64" else torch.float32
 
 
 def is_out_of_memory(error: BaseException) -> bool:

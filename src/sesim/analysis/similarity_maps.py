@@ -14,9 +14,9 @@ from sesim.config import stored_config
 from sesim.data.images import IMAGE_EXTENSIONS, image_grid, load_rgb, to_image, to_tensor
 from sesim.errors import ConfigError
 from sesim.inference import load_generator
-from sesim.inference.translate import check_output_file
 from sesim.losses import self_similarity
 from sesim.methods.structure import build_structure_loss
+from sesim.outputs import check_output_file
 
 
 def similarity_overlay(

@@ -11,7 +11,6 @@ carries its metadata (value range, channel order, layout, method, SeSim version)
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -24,7 +23,8 @@ from sesim.checkpoint import checkpoint_file, load_checkpoint
 from sesim.data.images import load_rgb, to_tensor
 from sesim.errors import ExportError
 from sesim.inference.loading import load_generator
-from sesim.inference.translate import MIN_SIZE, check_output_file, translate_tensor
+from sesim.inference.translate import MIN_SIZE, translate_tensor
+from sesim.outputs import check_output_file, written_in_place
 
 FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
 
@@ -207,15 +207,11 @@ def export_generator(
     if style_dim is not None:  # checked on a drawn style, not only the zeros of the default
         example = (*example, torch.zeros(2, style_dim))
         style = torch.randn(1, style_dim, generator=torch.Generator().manual_seed(0)).expand(len(images), -1)
-    partial = output.with_name(f".{output.stem}.partial{output.suffix}")
-    try:
+    with written_in_place(output) as partial:
         (_to_onnx if kind == "onnx" else _to_torchscript)(generator, example, partial, info)
         # the same padding as sesim translate
         expected = translate_tensor(generator, images, style=None if style is None else style[0])
         gap = (run_exported(partial, images, style) - expected).abs().max().item()
         if tolerance is not None and not gap <= tolerance:  # NaN fails too
             raise ExportMismatch(gap, tolerance)
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
     return gap

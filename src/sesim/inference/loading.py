@@ -1,4 +1,4 @@
-"""A trained generator from a checkpoint, and where and how it runs (device, precision).
+"""A trained generator from a checkpoint (where and how it runs: :mod:`sesim.runtime`).
 
 Nothing here knows how the generator was trained: the checkpoint's own ``model.generator``
 section rebuilds it through :data:`sesim.networks.GENERATORS`, so no method, loss or training
@@ -15,37 +15,8 @@ from torch import nn
 
 from sesim.checkpoint import load_checkpoint
 from sesim.config import stored_config
-from sesim.errors import CheckpointError, DeviceError
+from sesim.errors import CheckpointError
 from sesim.networks import build_generator
-
-
-def pick_device(name: str, option: str = "--device") -> torch.device:
-    """``auto`` picks CUDA when available; an unknown or unavailable device is a clear error that
-    names ``option`` (the flag or config key the name came from)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DeviceError(f"{option} {name}: unknown device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"{option} {name}: no CUDA device is available here; use auto or cpu")
-    return device
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """``auto``: bf16 autocast on CUDA cards that support it, full precision elsewhere (CPUs
-    without bf16 matrix units run bf16 slower than fp32). Returns the autocast dtype or ``None``."""
-    if precision == "auto":
-        use = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if use else None
-    return torch.bfloat16 if precision == "bf16" else None
-
-
-def weight_dtype(precision: str) -> torch.dtype:
-    """The dtype of weights, optimizer states and input batches: float64 for ``fp64`` reference
-    runs, float32 otherwise (bf16 is autocast over float32 weights)."""
-    return torch.float64 if precision == "fp64" else torch.float32
 
 
 class LoadedGenerator(NamedTuple):

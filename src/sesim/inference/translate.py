@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from sesim.data.images import (
 )
 from sesim.errors import DiskFull, disk_full, is_disk_full
 from sesim.inference.tiling import auto_tile, bytes_per_pixel, count_tiles, fit_tile, translate_tiled
+from sesim.outputs import refuse_existing, written_in_place
 from sesim.runtime import available_memory, is_out_of_memory
 
 # The generator's reflection pads need at least 2 pixels at quarter resolution.
@@ -150,42 +150,6 @@ def check_outputs(
     return existing
 
 
-def refuse_existing(paths: list[Path], option: str) -> None:
-    """Refuse when any of ``paths`` exists (what ``--overwrite`` would allow); names the first one."""
-    taken = [path for path in paths if path.exists()]
-    if taken:
-        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
-        raise DataError(
-            f"{option}: {taken[0]} already exists{more}; choose another {option} or pass --overwrite to replace"
-        )
-
-
-def check_writable(paths: list[Path], option: str) -> None:
-    """Each of ``paths`` can be written: its nearest existing folder is a writable folder (checked
-    before the work, so a report or an export is not computed only to be lost)."""
-    for path in paths:
-        existing = next((parent for parent in Path(path).absolute().parents if parent.exists()), None)
-        if existing is None:
-            continue
-        if not existing.is_dir():
-            raise DataError(f"{option}: cannot write {path}: {existing} is a file; choose another {option}")
-        if not os.access(existing, os.W_OK):
-            raise DataError(f"{option}: cannot write in {existing}; choose a writable place for {option}")
-
-
-def check_output_file(output: Path, source: str | Path, source_name: str, option: str, overwrite: bool) -> None:
-    """One output file (an export, a picture): never ``source`` (nor a hard link to it), an
-    existing file only with ``overwrite``, and a place that can be written; ``option`` names the
-    flag in the message."""
-    check_writable([output], option)
-    if not output.exists():
-        return
-    if Path(source).exists() and os.path.samefile(output, source):
-        raise DataError(f"{option}: {output} is {source_name}; choose another file name")
-    if not overwrite:
-        refuse_existing([output], option)
-
-
 def translate_paths(
     generator: nn.Module,
     source: str | Path,
@@ -306,16 +270,13 @@ def readable(jobs: list[Job], unreadable: list[str] | None, bar):
 
 def save_image(image: Image.Image, path: Path) -> None:
     """Write ``image`` to ``path`` through a temporary file beside it: the name appears only complete."""
-    partial = path.with_name(f".{path.name}.partial")
     try:
-        image.save(partial, format=Image.registered_extensions()[path.suffix.lower()])
-        os.replace(partial, path)
+        with written_in_place(path) as partial:
+            image.save(partial, format=Image.registered_extensions()[path.suffix.lower()])
     except OSError as error:
         if is_disk_full(error):
             raise disk_full(path.parent, None, path.name, "free some space") from None
         raise
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _translate_batch(generator, images, autocast, style, tile: int, overlap, bar, group) -> torch.Tensor:

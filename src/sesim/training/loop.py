@@ -38,10 +38,17 @@ from sesim.data.images import DataError
 from sesim.data.unpaired import StepSampler, UnpairedImages, check_survey, domain_folders
 from sesim.errors import DeviceError, OutOfMemory, one_line
 from sesim.evaluation.held_out import HELD_OUT_METRICS
-from sesim.inference import pick_device, resolve_precision, weight_dtype
-from sesim.inference.translate import check_writable
 from sesim.methods import METHODS, NonFiniteLoss, Optimization, TranslationMethod
-from sesim.runtime import available_memory, is_out_of_memory, memory_cap, saved_bytes
+from sesim.outputs import check_writable
+from sesim.runtime import (
+    available_memory,
+    is_out_of_memory,
+    memory_cap,
+    pick_device,
+    resolve_precision,
+    saved_bytes,
+    weight_dtype,
+)
 from sesim.training import distributed
 from sesim.training.chores import (
     Batches,

@@ -14,7 +14,15 @@ from collections.abc import Callable
 import torch
 
 from sesim.config import RunConfig
-from sesim.runtime import HeapPeak, available_memory, is_out_of_memory, memory_cap, peak_memory, resident_bytes
+from sesim.runtime import (
+    HeapPeak,
+    available_memory,
+    is_out_of_memory,
+    memory_cap,
+    peak_memory,
+    pick_device,
+    resident_bytes,
+)
 from sesim.training.distributed import Processes
 from sesim.training.graphs import step_function
 
@@ -54,7 +62,6 @@ def probe(config: RunConfig, warmup: int = WARMUP, measured: int = MEASURED, sea
     """Set the configured run up as ``sesim train`` would (no run folder), run ``warmup`` +
     ``measured`` steps on synthetic batches of its shape, and measure them; with ``search``, also
     the largest batch and crop that fit."""
-    from sesim.inference import pick_device
     from sesim.training.loop import set_up, speed_up
 
     device = pick_device(config.train.device, "train.device")
