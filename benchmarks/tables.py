@@ -441,7 +441,23 @@ def memory(result: dict) -> str:
     return "\n".join(lines)
 
 
+def probe(result: dict) -> str:
+    facts = result["machine"]
+    return (
+        f"`benchmarks/probe_accuracy.py`, {facts['cpu']} ({facts['threads']} threads), torch {facts['torch']}: "
+        f"`sesim train {result['preset']} --probe` at {result['crop']}x{result['crop']}, batch {result['batch']} "
+        f"({result['data']} images), against a real run of the same configuration "
+        f"({result['run_steps_timed']} timed steps):\n\n"
+        "| | probe | real run | probe / run |\n|---|---|---|---|\n"
+        f"| step time (median) | {result['probe_step_s']:.3f} s | {result['run_step_s']:.3f} s | "
+        f"{result['step_ratio']:.2f} |\n"
+        f"| peak memory (resident) | {result['probe_peak_gib']:.2f} GiB | {result['run_peak_gib']:.2f} GiB | "
+        f"{result['memory_ratio']:.2f} |"
+    )
+
+
 TABLES = {
+    "probe_cpu": ("probe_cpu", probe),
     "memory_cpu": ("memory_cpu", memory),
     "memory_gpu": ("memory_gpu", memory),
     "loss_cpu": ("loss_cpu", loss),

@@ -142,6 +142,8 @@ def test_one_key_switches_the_backbone_with_its_taps():
         (["translate", "/nonexistent.pt", "a.png", "b.png", "--device", "cpu"], "checkpoint not found"),
         (["translate", "/nonexistent.pt", "a.png", "b.png", "--device", "cuda:7"], "no CUDA device"),
         (["download", "not_a_dataset"], "unknown dataset"),
+        (["train", "fsesim", "--data", "x", "--json"], "--json goes with --probe"),
+        (["train", "fsesim", "--data", "x", "--no-search"], "--no-search goes with --probe"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(capsys, argv, fragment):
@@ -324,3 +326,9 @@ def test_only_user_errors_are_one_line_an_internal_bug_keeps_its_traceback(monke
         monkeypatch.setattr(cli, "build_parser", with_failure(bug))
         with pytest.raises(type(bug)):  # not swallowed as 'bad input': Python prints the traceback, exit 1
             cli.main(["presets"])
+
+
+def test_the_probe_under_torchrun_is_refused(capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "fsesim", "--data", "x", "--probe"]) == 2
+    assert "--probe measures one process" in capsys.readouterr().err

@@ -240,3 +240,22 @@ def test_the_probe_finds_a_batch_and_a_crop_that_fit_and_prints_them(tmp_path):
     assert int(batch.split(": ")[1].split(" ")[0]) > 2 and int(crop.split(": ")[1].split(" ")[0]) > 32
     assert "step:" in result.stdout and "images/s" in result.stdout and "finished about" in result.stdout
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_probe_measures_a_resumed_run_as_it_would_go_on(tmp_path, capsys):
+    from sesim.cli import main
+
+    data = tiny_data(tmp_path / "data")
+    run_dir = train(tiny_config("fsesim", data, tmp_path / "runs", "train.max_steps=1"))
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    argv = ["train", "--resume", str(run_dir), "--set", "train.max_steps=9", "--probe", "--json", "--no-search"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert (
+        measured["total_steps"] == 9
+        and measured["steps_left"] == 8
+        and measured["batch_size"] == 2
+        and measured["image_size"] == [32, 32]
+    )
+    assert sorted(p.name for p in run_dir.rglob("*")) == before  # nothing written into the run

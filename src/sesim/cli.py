@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -26,6 +27,14 @@ def _train(args: argparse.Namespace) -> int:
         twice = [item for item in args.set or [] if override_key(item) == key]
         if given and twice:
             raise ConfigError(f"train: {flag} and --set {twice[0]} both set {key}; give one of them")
+    for flag, given in (("--json", args.json), ("--no-search", args.no_search)):
+        if given and not args.probe:
+            raise ConfigError(f"train: {flag} goes with --probe (it changes what the probe reports); add --probe")
+    if args.probe and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(
+            "train: --probe measures one process; run it without torchrun (with train.batch_size set to one "
+            "process's share of the global batch)"
+        )
     if args.resume:
         if args.config:
             raise ConfigError(f"train: give a preset ({args.config}) or --resume {args.resume}, not both")
@@ -35,6 +44,9 @@ def _train(args: argparse.Namespace) -> int:
         if args.data:  # the run's data moved: a folder with trainA/ and trainB/ replaces what it had
             overrides += [f"data.root={Path(args.data).absolute()}", "data.folder_a=", "data.folder_b="]
         config, checkpoint = resume_config(args.resume, overrides)
+        if args.probe:
+            check_resume(args.resume, checkpoint, config)
+            return _probe(config, args, checkpoint["step"])
         if args.dry_run:
             check_resume(args.resume, checkpoint, config)
             print(to_yaml(config), end="")
@@ -70,12 +82,12 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _probe(config, args: argparse.Namespace) -> int:
+def _probe(config, args: argparse.Namespace, step: int = 0) -> int:
     from sesim.training.loop import preflight
     from sesim.training.probe import probe, report
 
     checks = preflight(config, decode=args.dry_run == "full")
-    result = probe(config, search=not args.no_search)
+    result = probe(config, search=not args.no_search, step=step)
     if args.json:
         print(json.dumps({"checks": checks, **result}, indent=1))
         return 0

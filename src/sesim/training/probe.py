@@ -58,10 +58,13 @@ def time_steps(step: Callable, batch: tuple, device: torch.device, warmup: int, 
     return times
 
 
-def probe(config: RunConfig, warmup: int = WARMUP, measured: int = MEASURED, search: bool = True) -> dict:
+def probe(
+    config: RunConfig, warmup: int = WARMUP, measured: int = MEASURED, search: bool = True, step: int = 0
+) -> dict:
     """Set the configured run up as ``sesim train`` would (no run folder), run ``warmup`` +
     ``measured`` steps on synthetic batches of its shape, and measure them; with ``search``, also
-    the largest batch and crop that fit."""
+    the largest batch and crop that fit. ``step``: where a resumed run stands (the schedule's
+    time is that of the steps left)."""
     from sesim.training.loop import set_up, speed_up
 
     device = pick_device(config.train.device, "train.device")
@@ -74,6 +77,7 @@ def probe(config: RunConfig, warmup: int = WARMUP, measured: int = MEASURED, sea
         times = time_steps(speed_up(run), synthetic_batch(size, t.batch_size, device, run.dtype), device, warmup,
                            measured)  # fmt: skip
         median, total = statistics.median(times), run.plan.total_steps
+        left = max(0, total - step)
         name = (
             torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
         )
@@ -83,8 +87,8 @@ def probe(config: RunConfig, warmup: int = WARMUP, measured: int = MEASURED, sea
             "precision": t.precision, "compile": t.compile, "activation_checkpointing": t.activation_checkpointing,
             "step_s_median": median, "step_s": times, "images_per_s": t.batch_size / median,
             "peak_memory": peak_memory(device), "free_memory": available_memory(device),
-            "total_steps": total, "schedule_hours": total * median / 3600,
-            "finish": (datetime.datetime.now() + datetime.timedelta(seconds=total * median)).isoformat(
+            "total_steps": total, "steps_left": left, "schedule_hours": left * median / 3600,
+            "finish": (datetime.datetime.now() + datetime.timedelta(seconds=left * median)).isoformat(
                 timespec="minutes"),
         }  # fmt: skip
         if search:
@@ -190,8 +194,10 @@ def report(result: dict) -> str:
         f"  step: {result['step_s_median']:.3f} s (median of {len(result['step_s'])}, after warm-up), "
         f"{result['images_per_s']:.2f} images/s",
         f"  peak memory: {peak} ({_gib(result['free_memory'])} free besides)",
-        f"  schedule: {result['total_steps']} steps take ~{result['schedule_hours']:.1f} h at that rate: finished "
-        f"about {result['finish'].replace('T', ' ')}",
+        f"  schedule: {result['steps_left']} steps"
+        + (f" of {result['total_steps']}" if result["steps_left"] < result["total_steps"] else "")
+        + f" take ~{result['schedule_hours']:.1f} h at that rate: finished about "
+        f"{result['finish'].replace('T', ' ')}",
     ]
     not_run = f"proposed from the measured memory, not run: its step would take over {TRIAL_SECONDS} s here"
     if "largest_batch" in result:
