@@ -14,8 +14,7 @@ from sesim.config import stored_config
 from sesim.data.images import IMAGE_EXTENSIONS, image_grid, load_rgb, to_image, to_tensor
 from sesim.errors import ConfigError
 from sesim.inference import load_generator
-from sesim.losses import self_similarity
-from sesim.methods.structure import build_structure_loss
+from sesim.losses import SpatialCorrelativeLoss, self_similarity
 from sesim.outputs import check_output_file
 
 
@@ -79,7 +78,7 @@ def visualize(
     document = load_checkpoint(checkpoint)
     generator, _ = load_generator(checkpoint, document=document)
     loss = stored_config(document, str(checkpoint)).loss
-    structure = build_structure_loss(loss).eval()
+    structure = SpatialCorrelativeLoss.from_config(loss).eval()
     if structure.heads is not None:  # LSeSim: the maps of the trained heads
         structure.heads.load_state_dict(document["networks"]["heads"])
     if size % 4 or size < 8:

@@ -9,7 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from sesim.backbones import FrozenBackbone, build_backbone, check_taps
+from sesim.config import LossConfig
 from sesim.losses.fused import contrastive_spatial_loss_taps, spatial_correlative_loss_taps
+from sesim.losses.heads import SimilarityHeads
 from sesim.losses.spatial import (
     COMPARISONS,
     Mode,
@@ -17,7 +19,6 @@ from sesim.losses.spatial import (
     sample_query_ids,
     spatial_correlative_loss,
 )
-from sesim.networks.heads import SimilarityHeads
 
 
 class SpatialCorrelativeLoss(nn.Module):
@@ -85,6 +86,14 @@ class SpatialCorrelativeLoss(nn.Module):
         self.mode = mode
         self.num_queries = num_queries
         self.fused = fused
+
+    @classmethod
+    def from_config(cls, config: LossConfig) -> SpatialCorrelativeLoss:
+        """The loss a run's ``loss`` section describes (heads built when ``learned``)."""
+        return cls(
+            backbone=config.backbone, taps=tuple(config.taps), window=config.window, normalize=config.normalize,
+            mode=config.mode, num_queries=config.num_queries, heads=config.learned, weights=config.backbone_weights,
+        )  # fmt: skip
 
     def features(self, images: Tensor, grad: bool = True) -> dict[str, Tensor]:
         """Backbone features at ``self.taps`` (``(B, C, H, W)`` each), without heads."""

@@ -24,19 +24,7 @@ from sesim.losses import SpatialCorrelativeLoss, sample_query_ids
 from sesim.losses.patch_nce import patch_nce_loss
 from sesim.networks import PatchProjector
 
-
-def build_structure_loss(config: LossConfig) -> SpatialCorrelativeLoss:
-    """The spatially-correlative loss of ``loss`` (heads built when ``learned``)."""
-    return SpatialCorrelativeLoss(
-        backbone=config.backbone,
-        taps=tuple(config.taps),
-        window=config.window,
-        normalize=config.normalize,
-        mode=config.mode,
-        num_queries=config.num_queries,
-        heads=config.learned,
-        weights=config.backbone_weights,
-    )
+build_structure_loss = SpatialCorrelativeLoss.from_config  # the name earlier code imports
 
 
 class StructureTerm(nn.Module):
@@ -58,7 +46,7 @@ class SeSimTerm(StructureTerm):
 
     def __init__(self, config: LossConfig, generator: nn.Module | None = None) -> None:
         super().__init__()
-        self.loss = build_structure_loss(config)
+        self.loss = SpatialCorrelativeLoss.from_config(config)
 
     @property
     def heads(self) -> nn.Module | None:

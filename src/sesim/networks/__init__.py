@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from sesim.losses.heads import SimilarityHeads, head_width
 from sesim.networks.discriminators import PatchDiscriminator
 from sesim.networks.generators import ResnetGenerator
-from sesim.networks.heads import SimilarityHeads, head_width
 from sesim.networks.munit import MultimodalGenerator
 from sesim.networks.projector import PatchProjector
 from sesim.networks.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
