@@ -233,6 +233,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from sesim.evaluation.evaluate import evaluate, markdown
+    from sesim.outputs import write_report
     from sesim.runtime import pick_device
 
     metrics = args.metrics.split(",") if args.metrics else None
@@ -252,9 +253,7 @@ def _eval(args: argparse.Namespace) -> int:
     for warning in result.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     table = markdown(result)
-    reports[0].parent.mkdir(parents=True, exist_ok=True)
-    reports[0].write_text(json.dumps(result, indent=2))
-    reports[1].write_text(table)
+    write_report(*reports, result, table)
     print(table, end="")
     print(f"wrote {reports[0]} and {reports[1]}")
     return 0
@@ -263,6 +262,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     from sesim.analysis.alignment import analyze, markdown, plot
     from sesim.errors import DataError
+    from sesim.outputs import write_report
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -273,10 +273,8 @@ def _analyze(args: argparse.Namespace) -> int:
         args.max_pairs, args.unaligned, window=args.window, heads_checkpoint=args.heads_from,
         weights=args.weights, seed=args.seed,
     )  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "analysis.json").write_text(json.dumps(summary, indent=1))
     table = markdown(summary)
-    (out / "analysis.md").write_text(table)
+    write_report(out / "analysis.json", out / "analysis.md", summary, table)
     plot(summary, out / "analysis.png")
     print(table, end="")
     print(f"wrote {out / 'analysis.json'}, analysis.md and analysis.png")
@@ -313,6 +311,7 @@ def _point(text: str) -> tuple[int, int]:
 def _segscore(args: argparse.Namespace) -> int:
     from sesim.config import ConfigError
     from sesim.evaluation.segscore import cityscapes_score, load_segmenter, markdown
+    from sesim.outputs import write_report
     from sesim.runtime import pick_device
 
     try:
@@ -325,9 +324,7 @@ def _segscore(args: argparse.Namespace) -> int:
     result = cityscapes_score(args.photos, args.labels, segmenter, args.real, (width, height), pick_device(args.device))
     table = markdown(result)
     if reports:
-        reports[0].parent.mkdir(parents=True, exist_ok=True)
-        reports[0].write_text(json.dumps(result, indent=2))
-        reports[1].write_text(table)
+        write_report(*reports, result, table)
     print(table, end="")
     return 0
 

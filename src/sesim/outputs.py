@@ -6,6 +6,7 @@ one, nor damages the one it was to replace."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -75,3 +76,11 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def write_report(json_path: Path, markdown_path: Path, result: dict, table: str) -> None:
+    """A command's results: JSON for programs and its Markdown table for people, each written in place."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    for path, text in ((json_path, json.dumps(result, indent=2)), (markdown_path, table)):
+        with written_in_place(path) as partial:
+            partial.write_text(text)

@@ -28,8 +28,6 @@ from sesim.outputs import check_output_file, written_in_place
 
 FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
 
-MIN_SIDE = MIN_SIZE  # reflection padding needs the generator's quarter-resolution maps to be at least 2 wide
-
 
 def _pad(images: torch.Tensor) -> torch.Tensor:
     height, width = images.shape[-2], images.shape[-1]
@@ -104,7 +102,7 @@ def _to_onnx(generator: nn.Module, example: tuple[torch.Tensor, ...], output: Pa
     except ImportError:
         raise ExportError("ONNX export needs onnx and onnxscript: pip install 'sesim[export]'") from None
     batch = torch.export.Dim("batch")
-    height, width = torch.export.Dim("height", min=MIN_SIDE), torch.export.Dim("width", min=MIN_SIDE)
+    height, width = torch.export.Dim("height", min=MIN_SIZE), torch.export.Dim("width", min=MIN_SIZE)
     shapes = {"images": {0: batch, 2: height, 3: width}}
     module, names = AnySize(generator), ["images"]
     if len(example) == 2:
@@ -199,8 +197,8 @@ def export_generator(
     else:
         rows, cols = torch.linspace(-1, 1, 190), torch.linspace(-1, 1, 253)
         images = torch.stack([cols[None, :].expand(190, 253), rows[:, None].expand(190, 253), rows.outer(cols)])[None]
-    if min(images.shape[-2:]) < MIN_SIDE:
-        raise ExportError(f"--check-image {check_image}: at least {MIN_SIDE}x{MIN_SIDE} pixels are needed")
+    if min(images.shape[-2:]) < MIN_SIZE:
+        raise ExportError(f"--check-image {check_image}: at least {MIN_SIZE}x{MIN_SIZE} pixels are needed")
     output.parent.mkdir(parents=True, exist_ok=True)
     example: tuple[torch.Tensor, ...] = (torch.zeros(2, 3, 64, 64),)
     style = None

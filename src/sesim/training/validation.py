@@ -49,11 +49,6 @@ class Validator:
         self.sources = torch.stack([to_tensor(load_rgb(p).resize(size, Image.BICUBIC)) for p in sources])
         self.targets = [np.array(load_rgb(p).resize(size, Image.BICUBIC)) for p in chosen]
 
-    def better(self, value: float, best: float | None) -> bool:
-        if best is None:
-            return True
-        return value > best if self.metric.higher_is_better else value < best
-
     @torch.no_grad()
     def __call__(self, generator: nn.Module) -> float:
         was_training = generator.training
