@@ -160,13 +160,19 @@ def memory_cap(device: torch.device) -> Iterator[None]:
 
 
 def saved_bytes(module: torch.nn.Module, *inputs: torch.Tensor) -> int:
-    """Bytes a forward pass of ``module`` keeps for its backward pass (the tensors autograd
-    saves; with activation checkpointing, only those between its segments), measured by running it."""
+    """Bytes of activations a forward pass of ``module`` keeps for its backward pass (the storages
+    of the tensors autograd saves, each once, its own weights and buffers aside; with activation
+    checkpointing, only those between its segments), measured by running it."""
     total = 0
+    # Weights are saved too (a convolution keeps its weight): they are there anyway, not activations.
+    seen = {tensor.untyped_storage().data_ptr() for tensor in [*module.parameters(), *module.buffers()]}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         nonlocal total
-        total += tensor.numel() * tensor.element_size()
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in seen:  # one tensor saved by two ops (a conv's input, a ReLU's output) is kept once
+            seen.add(storage.data_ptr())
+            total += storage.nbytes()
         return tensor
 
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
