@@ -259,3 +259,14 @@ def test_the_probe_measures_a_resumed_run_as_it_would_go_on(tmp_path, capsys):
         and measured["image_size"] == [32, 32]
     )
     assert sorted(p.name for p in run_dir.rglob("*")) == before  # nothing written into the run
+
+
+def test_the_pre_start_estimate_counts_each_activation_once_and_no_weight():
+    """A convolution keeps its input and its weight, a ReLU its output, which the next
+    convolution keeps as its input: the activations are the input and the ReLU's output, once."""
+    from torch import nn
+
+    from sesim.runtime import saved_bytes
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+    assert saved_bytes(net, torch.zeros(1, 3, 16, 16)) == (3 + 8) * 16 * 16 * 4
