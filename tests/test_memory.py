@@ -270,3 +270,14 @@ def test_the_pre_start_estimate_counts_each_activation_once_and_no_weight():
 
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
     assert saved_bytes(net, torch.zeros(1, 3, 16, 16)) == (3 + 8) * 16 * 16 * 4
+
+
+def test_a_probe_of_a_run_that_does_not_fit_says_so_in_one_line(tmp_path):
+    data = tiny_data(tmp_path / "data")
+    sets = ["data.crop_size=512", "data.load_size=512", "train.batch_size=4", "data.workers=0"]
+    result = _sesim("train", "demo", "--data", str(data), *[a for s in sets for a in ("--set", s)], "--probe",
+                    memory="2500M")  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.count("\n") == 1 and "probe: a step of batch 4 of 512x512 runs out of memory on cpu" in (
+        result.stderr
+    )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 
 from sesim.config import RunConfig
+from sesim.errors import OutOfMemory, one_line
 from sesim.runtime import (
     HeapPeak,
     available_memory,
@@ -74,8 +75,19 @@ def probe(
         size = next(iter(run.dataset.sizes.values())) if d.preprocess == "none" else (d.crop_size, d.crop_size)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        times = time_steps(speed_up(run), synthetic_batch(size, t.batch_size, device, run.dtype), device, warmup,
-                           measured)  # fmt: skip
+        try:
+            times = time_steps(speed_up(run), synthetic_batch(size, t.batch_size, device, run.dtype), device, warmup,
+                               measured)  # fmt: skip
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            fixes = "lower train.batch_size or data.crop_size" + (
+                "" if t.activation_checkpointing else ", or --set train.activation_checkpointing=true"
+            )
+            raise OutOfMemory(
+                f"probe: a step of batch {t.batch_size} of {size[0]}x{size[1]} runs out of memory on {device} "
+                f"({one_line(error)}); {fixes}"
+            ) from None
         median, total = statistics.median(times), run.plan.total_steps
         left = max(0, total - step)
         name = (
