@@ -61,6 +61,8 @@ def cell(method: str, size: int, batch: int, checkpointing: bool, data: Path, de
         last = (done.stderr.strip().splitlines() or ["?"])[-1]
         if "out of memory" in done.stderr.lower() or "can't allocate" in done.stderr:
             return {**row, "out_of_memory": last}
+        if done.returncode < 0:  # a signal: the kernel's OOM killer, when other processes took the memory
+            return {**row, "killed": f"signal {-done.returncode}"}
         raise RuntimeError(f"{method} {size} {batch}: {done.stderr[-2000:]}")
     result = json.loads(done.stdout.split("RESULT", 1)[1])
     if "out_of_memory" in result:
@@ -84,13 +86,20 @@ def main() -> int:
     parser.add_argument("--measured", type=int, default=2)
     parser.add_argument("--largest-batch-at", type=int, default=512,
                         help="the larger batches only up to this size (the CPU's time)")  # fmt: skip
-    parser.add_argument("--out")
+    parser.add_argument("--out", help="JSON file, rewritten after every cell; cells already in it are kept")
+    parser.add_argument("--again", nargs="*", default=[], metavar="METHOD:SIZE:BATCH",
+                        help="measure these cells again even when the file has them")  # fmt: skip
     args = parser.parse_args()
     import torch
 
     from sesim.data.synthetic import write_domains
 
-    rows = []
+    facts = {"torch": torch.__version__, "device": args.device, "threads": int(os.environ.get("OMP_NUM_THREADS", 0))
+             or torch.get_num_threads(), "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+    result = {"machine": facts, "warmup": args.warmup, "measured": args.measured, "rows": []}
+    if args.out and Path(args.out).is_file():
+        result["rows"] = json.loads(Path(args.out).read_text())["rows"]
+    again = {tuple(int(v) if v.isdigit() else v for v in cell.split(":")) for cell in args.again}
     with tempfile.TemporaryDirectory() as folder:
         data = write_domains(Path(folder) / "data", train=2, test=1, size=64, seed=0)
         for method in args.methods:
@@ -99,12 +108,19 @@ def main() -> int:
                     if batch > 1 and size > args.largest_batch_at:
                         continue
                     for checkpointing in (False, True):
+                        key = (method, size, batch, checkpointing)
+                        old = [r for r in result["rows"] if (r["method"], r["size"], r["batch"],
+                                                             r["activation_checkpointing"]) == key]  # fmt: skip
+                        if old and (method, size, batch) not in again and "killed" not in old[0]:
+                            continue
                         row = cell(method, size, batch, checkpointing, data, args.device, args.warmup, args.measured)
                         print(json.dumps(row), file=sys.stderr, flush=True)
-                        rows.append(row)
-    facts = {"torch": torch.__version__, "device": args.device, "threads": int(os.environ.get("OMP_NUM_THREADS", 0))
-             or torch.get_num_threads(), "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d")}  # fmt: skip
-    emit({"machine": facts, "warmup": args.warmup, "measured": args.measured, "rows": rows}, args.out)
+                        result["rows"] = [r for r in result["rows"] if r not in old] + [row]
+                        if args.out:
+                            Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    order = {m: i for i, m in enumerate(METHODS)}
+    result["rows"].sort(key=lambda r: (order[r["method"]], r["size"], r["batch"], r["activation_checkpointing"]))
+    emit(result, args.out)
     return 0
 
 

@@ -186,22 +186,12 @@ def translate_paths(
         raise DataError("--overwrite replaces existing outputs, --skip-existing keeps them: give one")
     source, output, device = Path(source), Path(output), torch.device(device)
     notes = [] if notes is None else notes
-    if not source.exists():
-        raise DataError(f"input not found: {source}")
-    inputs = list_images(source, "input") if source.is_dir() else [source]
     if styles is not None and not name_styles and len(styles) != 1:
         raise ValueError(f"name_styles=False takes one style, got {len(styles)}")
-    jobs, renamed = plan_outputs(inputs, source, output, len(styles) if styles is not None and name_styles else 0)
-    notes.extend(renamed)
-    existing = check_outputs(jobs, source, output, overwrite, skip_existing)
-    keep = existing if skip_existing else set()
-    if keep:
-        done = [job for job in jobs if keep.issuperset(job.targets)]
-        jobs = [job for job in jobs if not keep.issuperset(job.targets)]
-        if done:
-            notes.append(f"--skip-existing: {len(done)} of {len(done) + len(jobs)} inputs already have their outputs")
-        if not jobs:
-            return []
+    count = len(styles) if styles is not None and name_styles else 0
+    jobs, keep = pending_jobs(source, output, count, overwrite, skip_existing, notes)
+    if not jobs:
+        return []
     try:
         jobs[0].targets[0].parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -214,19 +204,7 @@ def translate_paths(
     try:
         images_in_order = readable(jobs, unreadable, bar)
         for group in same_size_batches(images_in_order, lambda item: item[1].size, batch_size):
-            width, height = group[0][1].size
-            side, parts = tile or 0, [group]
-            fitting = auto_tile(height * width, free, per_pixel) if tile is None else None
-            if fitting is not None:  # one image does not fit
-                side = fit_tile(height, width, fitting)
-                parts = [[item] for item in group]
-                need = height * width * per_pixel / 2**30
-                notes.append(
-                    f"{group[0][0].source.name} ({width}x{height}) would need ~{need:.1f} GiB, {free / 2**30:.1f} "
-                    f"GiB are free: translated in {side}x{side} tiles (--tile N to choose)"
-                )
-            elif tile is None and auto_tile(len(group) * height * width, free, per_pixel) is not None:
-                parts = [[item] for item in group]  # the batch does not fit, one image does
+            side, parts = fit_in_memory(group, tile, free, per_pixel, notes)
             for part in parts:
                 images = torch.stack([to_tensor(image) for _, image in part]).to(device)
                 for k, code in enumerate(codes):
@@ -250,6 +228,48 @@ def translate_paths(
     finally:
         bar.close()
     return written
+
+
+def pending_jobs(
+    source: Path, output: Path, styles: int, overwrite: bool, skip_existing: bool, notes: list[str]
+) -> tuple[list[Job], set[Path]]:
+    """The inputs of ``source`` with their output names, checked (:func:`check_outputs`); with
+    ``skip_existing``, only those without all their outputs yet, and the outputs to keep."""
+    if not source.exists():
+        raise DataError(f"input not found: {source}")
+    inputs = list_images(source, "input") if source.is_dir() else [source]
+    jobs, renamed = plan_outputs(inputs, source, output, styles)
+    notes.extend(renamed)
+    existing = check_outputs(jobs, source, output, overwrite, skip_existing)
+    keep = existing if skip_existing else set()
+    if keep:
+        done = [job for job in jobs if keep.issuperset(job.targets)]
+        jobs = [job for job in jobs if not keep.issuperset(job.targets)]
+        if done:
+            notes.append(f"--skip-existing: {len(done)} of {len(done) + len(jobs)} inputs already have their outputs")
+    return jobs, keep
+
+
+def fit_in_memory(
+    group: list, tile: int | None, free: int | None, per_pixel: float, notes: list[str]
+) -> tuple[int, list[list]]:
+    """How a batch of one size runs: the tile side (0: whole images) and the parts it is run in
+    (the batch, or one image at a time when the batch, or an image, would not fit)."""
+    width, height = group[0][1].size
+    if tile is not None:
+        return tile, [group]
+    fitting = auto_tile(height * width, free, per_pixel)
+    if fitting is not None:  # one image does not fit
+        side = fit_tile(height, width, fitting)
+        need = height * width * per_pixel / 2**30
+        notes.append(
+            f"{group[0][0].source.name} ({width}x{height}) would need ~{need:.1f} GiB, {free / 2**30:.1f} "
+            f"GiB are free: translated in {side}x{side} tiles (--tile N to choose)"
+        )
+        return side, [[item] for item in group]
+    if auto_tile(len(group) * height * width, free, per_pixel) is not None:
+        return 0, [[item] for item in group]  # the batch does not fit, one image does
+    return 0, [group]
 
 
 def readable(jobs: list[Job], unreadable: list[str] | None, bar):
