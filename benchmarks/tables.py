@@ -419,7 +419,7 @@ def memory(result: dict) -> str:
         f"`benchmarks/memory.py`, {device}, torch {facts['torch']}, {facts['date']}: each cell is `sesim train "
         "PRESET --probe` in a fresh process (the paper's networks, VGG16 taps; "
         f"{result['warmup']} warm-up step, median of {result['measured']}); peak = the process's peak resident "
-        "memory on a CPU, the allocator's peak on a GPU.",
+        "memory on a CPU, the allocator's peak on a GPU." + (f" {result['note']}" if result.get("note") else ""),
         "",
         "| method | crop | batch | peak | images/s | with activation checkpointing: peak | images/s |",
         "|---|---|---|---|---|---|---|",
@@ -431,7 +431,7 @@ def memory(result: dict) -> str:
             return "- | -"
         if "out_of_memory" in row:
             return "out of memory | -"
-        return f"{row['peak_gib']:.2f} GiB | {row['images_per_s']:.2f}"
+        return f"{row['peak_gib']:.2f} GiB | {row['images_per_s']:.3g}"
 
     for method, size, batch, checkpointing in cells:
         if checkpointing:

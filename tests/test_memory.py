@@ -165,6 +165,9 @@ def test_any_command_that_runs_out_of_memory_answers_in_one_line(tmp_path, capsy
     err = capsys.readouterr().err
     assert err.startswith("sesim: error: sesim analyze ran out of memory (") and err.count("\n") == 1
     assert "a smaller --size or --max-pairs" in err
+    args = ["analyze", "--a", str(folder), "--b", str(folder), "--out", str(tmp_path / "out"), "--debug"]
+    assert main(args) == 2  # --debug shows the traceback and keeps the exit code
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_other_runtime_errors_stay_bugs(tmp_path, monkeypatch):

@@ -695,14 +695,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sesim: interrupted{f'; {hint}' if hint else ''}", file=sys.stderr)
         return 130
     except Exception as error:
-        if debug and is_user_error(error):
+        line = one_line(error) if is_user_error(error) else _out_of_memory(args, error)
+        if debug and line:
             traceback.print_exc()  # what --debug asks for; the line and the exit code stay a user error's
         elif debug:
             raise
-        if is_user_error(error):
-            print(f"sesim: error: {one_line(error)}", file=sys.stderr)
-            return 2
-        line = _out_of_memory(args, error)
         if line:
             print(f"sesim: error: {line}", file=sys.stderr)
             return 2

@@ -305,14 +305,14 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     processes, device_name = distributed.start(config.train.device)
     lock = RunLock()
-    device = pick_device(device_name, "train.device")
     try:
+        device = pick_device(device_name, "train.device")
         with memory_cap(device):
             return _train(config, checkpoint, changes, resume, processes, device, lock)
     except Exception as error:
         if is_out_of_memory(error) and not isinstance(error, OutOfMemory):  # before the loop: building the run
             raise OutOfMemory(
-                f"out of memory on {device} while setting up the run ({one_line(error)}); free some memory or "
+                f"out of memory on {device_name} while setting up the run ({one_line(error)}); free some memory or "
                 "train smaller networks"
             ) from None
         raise
