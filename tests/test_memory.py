@@ -16,8 +16,6 @@ from sesim.networks.layers import checkpoint_activations
 from sesim.training.loop import build_method, train
 from tests.helpers import TINY, tiny_config, tiny_data
 
-pytestmark = pytest.mark.numerics
-
 
 def _grads(generator, discriminator, images):
     generator.zero_grad()
@@ -27,6 +25,7 @@ def _grads(generator, discriminator, images):
     return {name: p.grad.clone() for net in (generator, discriminator) for name, p in net.named_parameters()}
 
 
+@pytest.mark.numerics  # float comparisons: CI re-runs them with AVX2 kernels
 def test_checkpointed_networks_give_the_plain_gradients():
     torch.manual_seed(0)
     generator, discriminator = ResnetGenerator(ngf=8, blocks=3), PatchDiscriminator(ndf=8)
@@ -64,6 +63,7 @@ def test_checkpointing_saves_activation_memory():
     assert saved_bytes(generator) < plain / 3
 
 
+@pytest.mark.numerics
 def test_a_run_with_checkpointing_trains_the_same_weights(tmp_path):
     data = tiny_data(tmp_path / "data")
     settings = ("train.max_steps=2", "train.precision=fp64")
