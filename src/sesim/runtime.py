@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import resource
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -16,6 +15,11 @@ from contextlib import contextmanager
 import torch
 
 from sesim.errors import ConfigError, DeviceError
+
+try:
+    import resource
+except ImportError:  # Windows: no rlimits; the peak is read another way and nothing is capped
+    resource = None
 
 # Torch's CPU allocator, CUDA's caching allocator and Python itself, when memory runs out.
 _OUT_OF_MEMORY_TEXTS = ("can't allocate memory", "out of memory", "cannot allocate memory")
@@ -89,6 +93,8 @@ def peak_memory(device: torch.device) -> dict[str, int]:
     if device.type == "cuda":
         allocated, reserved = torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
         return {"allocated": allocated, "reserved": reserved}
+    if resource is None:
+        return {"resident": resident_bytes()}
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return {"resident": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale}
 
@@ -106,6 +112,8 @@ def _data_bytes() -> int | None:
 
 
 def _room_under_cap() -> int | None:
+    if resource is None:
+        return None
     soft, _ = resource.getrlimit(resource.RLIMIT_DATA)
     used = _data_bytes()
     if soft == resource.RLIM_INFINITY or used is None:
@@ -136,7 +144,7 @@ def memory_cap(device: torch.device) -> Iterator[None]:
     allocator raises by itself. Loader workers inherit the cap (each its own)."""
     used = _data_bytes()
     wanted = os.environ.get("SESIM_MAX_MEMORY")
-    if device.type != "cpu" or used is None:
+    if device.type != "cpu" or used is None or resource is None:
         yield
         return
     limit = parse_bytes(wanted, "SESIM_MAX_MEMORY") if wanted else used + (available_ram() or 0)
@@ -211,8 +219,11 @@ def resident_bytes() -> int:
     try:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return peak_memory(torch.device("cpu"))["resident"]
+    except (OSError, ValueError, AttributeError):
+        if resource is None:
+            return 0
+        scale = 1 if sys.platform == "darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale  # the peak: the best there is
 
 
 class HeapPeak:
