@@ -11,6 +11,9 @@
 #                         domains with its defaults for 30 s, its logged images/s beside the
 #                         benchmark's defaults row
 #   tests       96 / 150  SESIM_TEST_DEVICE=cuda pytest tests/test_device.py (the graph step among them)
+#   memory       - / 420  only when SESIM_CHECK_STAGES names it (not yet run on a GPU): benchmarks/memory.py,
+#                         the README's memory table (4 methods, 256/512/1024 px, batch 1 and 8, with and
+#                         without activation checkpointing), each cell a fresh `--probe` process
 # In all at most 450 s, about 300 s as measured, plus the machine's start (~30 s).
 # Everything lands in $OUT as three files (results.json, logs.txt, summary.md); a stage that fails
 # or runs out of time makes the script exit 1 and say which.
@@ -120,6 +123,15 @@ for run in fsesim:1 fsesim:8 lsesim:1; do
   [ -n "$RUN" ] && [ -f "$RUN/log.jsonl" ] && cp "$RUN/log.jsonl" "$WORK/loop_${method}_b${batch}.log.jsonl"
 done
 
+# --- the memory table (opt-in on a GPU: a call of its own, SESIM_CHECK_STAGES=memory) ---
+if [ "$SMOKE" = 1 ]; then
+  stage memory 120 yes "$PY" benchmarks/memory.py --device "$DEVICE" --methods fsesim --sizes 32 --batches 1 \
+    --warmup 0 --measured 1 --out "$WORK/memory.partial"
+elif [[ " ${SESIM_CHECK_STAGES:-} " == *" memory"* ]]; then
+  stage memory 420 yes "$PY" benchmarks/memory.py --device "$DEVICE" --batches 1 8 --largest-batch-at 512 \
+    --warmup 3 --measured 5 --out "$WORK/memory.partial"
+fi
+
 # --- the tests that need the device (last: the figures above come first if it runs long) ---
 if [ "$SMOKE" = 1 ]; then
   stage tests 60 no "$PY" -m pytest -q -x -p no:cacheprovider tests/test_losses_module.py
@@ -161,6 +173,9 @@ for row in results.get("train_step", {}).get("results", []):
     lines.append(f"| train step {row['method']} b{row['batch']} {row['variant']} | {figure} |")
 for row in results.get("translate", {}).get("results", []):
     lines.append(f"| translate {row['setting']} batch {row['batch']} | {row['median_ms']} ms |")
+for row in results.get("memory", {}).get("rows", []):
+    figure = row.get("out_of_memory") or row.get("killed") or f"{row['peak_gib']} GiB, {row['images_per_s']} img/s"
+    lines.append(f"| memory {row['method']} {row['size']} b{row['batch']} ckpt {row['activation_checkpointing']} | {figure} |")
 for name, loop in loops.items():
     lines.append(f"| {name} ({loop['variant']}) | loop {loop['loop_images_per_s']} img/s vs benchmark "
                  f"{loop['benchmark_images_per_s']} img/s |")

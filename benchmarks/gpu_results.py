@@ -1,6 +1,7 @@
 """Split the GPU call's bundle (``$OUT/results.json`` of ``gpu_checks.sh``) into the files
 ``benchmarks/tables.py`` renders: ``loss_gpu.json``, ``train_step_gpu.json``,
-``translate_gpu.json``, ``loop_gpu.json`` (``sesim train`` beside the benchmark) and ``maps_gpu.json``
+``translate_gpu.json``, ``memory_gpu.json``, ``loop_gpu.json`` (``sesim train`` beside the benchmark) and
+``maps_gpu.json``
 (with the card's name), then run tables.py.
 
     python benchmarks/gpu_results.py /path/to/files_at/results.json
@@ -23,7 +24,7 @@ def split(bundle: dict) -> dict[str, dict]:
         raise ValueError("a --smoke bundle holds toy figures from a CPU; only a real GPU call's bundle is recorded")
     card = bundle.get("facts", {}).get("name")
     documents = {}
-    for name in ("loss", "train_step", "translate"):
+    for name in ("loss", "train_step", "translate", "memory"):
         if name not in bundle:
             continue
         document = dict(bundle[name])

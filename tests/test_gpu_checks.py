@@ -44,10 +44,12 @@ def test_gpu_bundle_is_split_for_the_tables_and_a_smoke_bundle_is_refused():
     bundle = {
         "smoke": False, "facts": {"name": "NVIDIA H200"},
         "train_step": {"torch": "2.14", "device": "cuda", "results": []},
+        "memory": {"machine": {"torch": "2.14", "device": "cuda"}, "warmup": 3, "measured": 5, "rows": []},
         "maps_fsesim": {"paired": paired, "fd_efficientnet": 100.0}, "maps_fsesim_curve": [{"step": 900}],
     }  # fmt: skip
     documents = module.split(bundle)
     assert documents["train_step_gpu"]["device_name"] == "NVIDIA H200"
+    assert documents["memory_gpu"]["machine"]["device_name"] == "NVIDIA H200"  # the memory table names the card
     assert documents["maps_gpu"]["methods"]["fsesim"]["steps"] == 900
     with pytest.raises(ValueError, match="smoke"):
         module.split({**bundle, "smoke": True})
