@@ -163,7 +163,7 @@ def test_any_command_that_runs_out_of_memory_answers_in_one_line(tmp_path, capsy
     folder.mkdir()
     assert main(["analyze", "--a", str(folder), "--b", str(folder), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("sesim: error: sesim analyze ran out of memory (") and err.count("\n") == 1
+    assert err.startswith("sesim: error: sesim analyze ran out of memory at --size 256 (") and err.count("\n") == 1
     assert "a smaller --size or --max-pairs" in err
     args = ["analyze", "--a", str(folder), "--b", str(folder), "--out", str(tmp_path / "out"), "--debug"]
     assert main(args) == 2  # --debug shows the traceback and keeps the exit code

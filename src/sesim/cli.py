@@ -666,7 +666,8 @@ def _out_of_memory(args: argparse.Namespace, error: BaseException) -> str | None
     if not is_out_of_memory(error):
         return None
     hint = OUT_OF_MEMORY_HINTS.get(args.command, "free some memory")
-    return f"sesim {args.command} ran out of memory ({one_line(error)}); {hint}"
+    size = f" at --size {args.size}" if getattr(args, "size", None) is not None else ""
+    return f"sesim {args.command} ran out of memory{size} ({one_line(error)}); {hint}"
 
 
 def is_user_error(error: BaseException) -> bool:
