@@ -141,3 +141,26 @@ def test_the_schema_names_every_registered_component_and_no_other():
     assert set(NAMES) == set(registries)
     for name, registry in registries.items():
         assert NAMES[name] == tuple(registry), name
+
+
+def test_derived_presets_are_their_base_with_the_overrides_they_name():
+    """10 presets say which preset and overrides they come from; each is exactly that (regenerate
+    them with ``python -m sesim.config --presets``), so a drift from the base is a failing test."""
+    from sesim.config import derived_preset
+    from sesim.presets import PRESETS_DIR
+
+    derived = {path.name: derived_preset(path) for path in sorted(PRESETS_DIR.glob("*.yaml"))}
+    assert sorted(name for name, text in derived.items() if text is None) == ["demo.yaml", "fsesim.yaml", "lsesim.yaml"]
+    for name, text in derived.items():
+        if text is not None:
+            assert (PRESETS_DIR / name).read_text() == text, f"{name}: run python -m sesim.config --presets"
+
+
+def test_a_preset_that_drifts_from_its_base_is_caught(tmp_path):
+    from sesim.config import derived_preset
+    from sesim.presets import PRESETS_DIR
+
+    drifted = tmp_path / "ablation-l1.yaml"
+    drifted.write_text((PRESETS_DIR / "ablation-l1.yaml").read_text().replace("window: 64", "window: 9"))
+    assert drifted.read_text() != (PRESETS_DIR / "ablation-l1.yaml").read_text()  # the drift is there
+    assert derived_preset(drifted) != drifted.read_text()

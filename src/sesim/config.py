@@ -601,5 +601,38 @@ def reference_markdown() -> str:
     return "\n".join(out)
 
 
+_GENERATED = re.compile(r"^# Generated from (\S+)\.yaml with: (.*)$", re.M)
+
+
+def derived_preset(path: Path) -> str | None:
+    """The text a derived preset must have: its leading comment lines (which name the base and the
+    overrides: ``# Generated from BASE.yaml with: KEY=VALUE ...``) and the base with those
+    overrides, resolved and spelt out whole. ``None`` for a preset written by hand."""
+    text = path.read_text()
+    found = _GENERATED.search(text)
+    if found is None:
+        return None
+    lines = text.splitlines()
+    header = lines[: next(i for i, line in enumerate(lines) if not line.startswith("#"))]
+    return "\n".join(header) + "\n" + to_yaml(load_config(found.group(1), found.group(2).split()))
+
+
+def write_derived_presets() -> list[Path]:
+    """Regenerate every derived preset from its base (``python -m sesim.config --presets``)."""
+    written = []
+    for path in sorted(PRESETS_DIR.glob("*.yaml")):
+        text = derived_preset(path)
+        if text is not None and text != path.read_text():
+            path.write_text(text)
+            written.append(path)
+    return written
+
+
 if __name__ == "__main__":
-    print(reference_markdown(), end="")
+    import sys
+
+    if sys.argv[1:] == ["--presets"]:
+        for path in write_derived_presets():
+            print(f"wrote {path}")
+    else:
+        print(reference_markdown(), end="")
