@@ -181,6 +181,7 @@ def test_an_image_past_pillows_bomb_limit_is_translated_and_one_past_memory_is_r
     assert main(["translate", str(checkpoint), str(photo), str(tmp_path / "refused.png"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert f"image {photo} is 28x20" in err and "GiB are available" in err and len(err.strip().splitlines()) == 1
+    assert "cannot read image" not in err  # too large to decode is not unreadable
     assert not (tmp_path / "refused.png").exists()
 
 

@@ -25,15 +25,23 @@ except ImportError:  # Windows: no rlimits; the peak is read another way and not
 _OUT_OF_MEMORY_TEXTS = ("can't allocate memory", "out of memory", "cannot allocate memory")
 
 
-def available_ram() -> int | None:
-    """Bytes of RAM available to a new allocation (``MemAvailable``), or ``None`` when unknown."""
+def _proc_kib(path: str, field: str) -> int | None:
+    """A ``kB`` field of a Linux ``/proc`` file (``MemAvailable:`` of ``/proc/meminfo``), in bytes."""
     try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def available_ram() -> int | None:
+    """Bytes of RAM available to a new allocation (``MemAvailable``), or ``None`` when unknown."""
+    found = _proc_kib("/proc/meminfo", "MemAvailable:")
+    if found is not None:
+        return found
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -93,22 +101,18 @@ def peak_memory(device: torch.device) -> dict[str, int]:
     if device.type == "cuda":
         allocated, reserved = torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
         return {"allocated": allocated, "reserved": reserved}
-    if resource is None:
-        return {"resident": resident_bytes()}
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return {"resident": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale}
+    return {"resident": resident_bytes() if resource is None else _max_resident()}
 
 
 def _data_bytes() -> int | None:
     """The process's data segment now (``VmData``: what ``RLIMIT_DATA`` counts)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmData:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return _proc_kib("/proc/self/status", "VmData:")
+
+
+def _max_resident() -> int:
+    """The process's peak resident set since it started (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def _room_under_cap() -> int | None:
@@ -142,15 +146,12 @@ def memory_cap(device: torch.device) -> Iterator[None]:
     an allocation beyond it fails with an error the command answers in one line, where the
     kernel's out-of-memory killer would end the process without a word. CUDA needs no cap: its
     allocator raises by itself. Loader workers inherit the cap (each its own)."""
-    used = _data_bytes()
+    used, free = _data_bytes(), available_ram()
     wanted = os.environ.get("SESIM_MAX_MEMORY")
-    if device.type != "cpu" or used is None or resource is None:
+    if device.type != "cpu" or used is None or resource is None or not (wanted or free):
         yield
         return
-    limit = parse_bytes(wanted, "SESIM_MAX_MEMORY") if wanted else used + (available_ram() or 0)
-    if not wanted and not available_ram():
-        yield
-        return
+    limit = parse_bytes(wanted, "SESIM_MAX_MEMORY") if wanted else used + free
     soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
@@ -220,10 +221,7 @@ def resident_bytes() -> int:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
-        if resource is None:
-            return 0
-        scale = 1 if sys.platform == "darwin" else 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale  # the peak: the best there is
+        return 0 if resource is None else _max_resident()  # the peak: the best there is
 
 
 class HeapPeak:

@@ -68,50 +68,52 @@ def _no_pixel_limit() -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = limit
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open and fully decode an image as RGB; a truncated or non-image file raises ``DataError``,
-    and so does one whose decoded pixels would not fit in the available memory (read from its
-    header, before decoding). Any size that fits is read: large photos and orthophotos are
-    translated in tiles, so Pillow's fixed decompression-bomb limit does not apply."""
+@contextmanager
+def _opened(path: str | Path) -> Iterator[Image.Image]:
+    """The image file at ``path``, opened lazily (its header read) without Pillow's pixel limit; a
+    file Pillow cannot open or decode inside the block is a ``DataError`` naming it."""
     try:
         with _no_pixel_limit():
             opened = Image.open(path)
         with opened as image:
-            width, height = image.size
-            needed, free = width * height * DECODE_BYTES_PER_PIXEL, available_ram()
-            if free is not None and needed > free:
-                raise DataError(
-                    f"image {path} is {width}x{height} ({width * height / 1e6:.0f} megapixels): decoding it needs "
-                    f"~{needed / 2**30:.1f} GiB, {free / 2**30:.1f} GiB are available; downscale or split it first"
-                )
-            image.load()
-            # A phone photo's pixels are stored sideways with an EXIF orientation tag: turn them
-            # the way every viewer shows the photo (a no-op without the tag).
-            return to_rgb(ImageOps.exif_transpose(image))
-    except DataError:
+            yield image
+    except DataError:  # the block's own answer (a ValueError too): as it is
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DataError(f"cannot read image {path}: {reason}") from None
 
 
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open and fully decode an image as RGB; a truncated or non-image file raises ``DataError``,
+    and so does one whose decoded pixels would not fit in the available memory (read from its
+    header, before decoding). Any size that fits is read: large photos and orthophotos are
+    translated in tiles, so Pillow's fixed decompression-bomb limit does not apply."""
+    with _opened(path) as image:
+        width, height = image.size
+        needed, free = width * height * DECODE_BYTES_PER_PIXEL, available_ram()
+        if free is not None and needed > free:
+            raise DataError(
+                f"image {path} is {width}x{height} ({width * height / 1e6:.0f} megapixels): decoding it needs "
+                f"~{needed / 2**30:.1f} GiB, {free / 2**30:.1f} GiB are available; downscale or split it first"
+            )
+        image.load()
+        # A phone photo's pixels are stored sideways with an EXIF orientation tag: turn them
+        # the way every viewer shows the photo (a no-op without the tag).
+        return to_rgb(ImageOps.exif_transpose(image))
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """``(width, height)`` from an image file's header (its pixels are not decoded); ``DataError``
     when the file is not an image Pillow can open."""
-    try:
-        with _no_pixel_limit():
-            opened = Image.open(path)
-        with opened as image:
-            width, height = image.size
-            # Stored sideways (EXIF orientation 5-8): shown turned. Only where the tag sits in the
-            # header: Pillow decodes a whole PNG to look for one after its pixels.
-            header_exif = image.format in ("JPEG", "MPO", "TIFF", "WEBP") or "exif" in image.info
-            if header_exif and image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                width, height = height, width
-            return width, height
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(f"cannot read image {path}: {reason}") from None
+    with _opened(path) as image:
+        width, height = image.size
+        # Stored sideways (EXIF orientation 5-8): shown turned. Only where the tag sits in the
+        # header: Pillow decodes a whole PNG to look for one after its pixels.
+        header_exif = image.format in ("JPEG", "MPO", "TIFF", "WEBP") or "exif" in image.info
+        if header_exif and image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+            width, height = height, width
+        return width, height
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:

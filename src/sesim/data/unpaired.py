@@ -132,8 +132,8 @@ SURVEY_THREADS = 8  # files opened at once when a start reads every header
 
 
 class Survey(NamedTuple):
-    """What the files of a training set hold: each readable file's size as trained (``None``
-    unless asked), and the unreadable files with their one-line reasons."""
+    """What the files of a training set hold: each readable file's size (width, height, as shown),
+    and the unreadable files' one-line reasons."""
 
     sizes: dict[Path, tuple[int, int]]
     unreadable: list[str]

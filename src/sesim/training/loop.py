@@ -27,6 +27,7 @@ from sesim.config import (
     RESUMABLE,
     ConfigError,
     RunConfig,
+    TrainConfig,
     absolute_paths,
     apply_override,
     check_resumable,
@@ -437,13 +438,16 @@ def check_fits(
     needed = per_pixel * pixels * t.batch_size // world_size
     free = available_memory(device)
     if free is not None and needed > free:
-        fixes = "lower train.batch_size or data.crop_size" + (
-            "" if t.activation_checkpointing else ", or --set train.activation_checkpointing=true"
-        )
         raise OutOfMemory(
             f"train: batch {t.batch_size // world_size} of {size} needs more than ~{needed / 2**30:.1f} GiB on "
-            f"{device} (the generator's activations alone), {free / 2**30:.1f} GiB are free; {fixes}"
+            f"{device} (the generator's activations alone), {free / 2**30:.1f} GiB are free; {memory_fixes(t)}"
         )
+
+
+def memory_fixes(train: TrainConfig) -> str:
+    """What to change when a training step does not fit (the checkpointing a run has not on yet)."""
+    checkpointing = "" if train.activation_checkpointing else ", or --set train.activation_checkpointing=true"
+    return f"lower train.batch_size or data.crop_size{checkpointing}"
 
 
 class Restored(NamedTuple):
@@ -663,15 +667,13 @@ def out_of_memory(config: RunConfig, device: torch.device, step: int, run_dir: P
     the checkpoint that is intact (a run that never saved leaves no folder)."""
     d, t = config.data, config.train
     size = "whole images" if d.preprocess == "none" else f"{d.crop_size}x{d.crop_size} crops"
-    fixes = "lower train.batch_size or data.crop_size" + (
-        "" if t.activation_checkpointing else ", or --set train.activation_checkpointing=true"
-    )
     kept = ""
     if run_dir is not None and saved:
         again = "" if t.activation_checkpointing else " --set train.activation_checkpointing=true"
         kept = f"; step {saved} is saved: continue with sesim train --resume {run_dir}{again}"
     return OutOfMemory(
-        f"out of memory on {device} at step {step + 1} ({config.method}, batch {t.batch_size} of {size}); {fixes} "
+        f"out of memory on {device} at step {step + 1} ({config.method}, batch {t.batch_size} of {size}); "
+        f"{memory_fixes(t)} "
         f"(sesim train ... --probe measures what fits){kept}"
     )
 

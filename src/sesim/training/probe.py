@@ -66,7 +66,7 @@ def probe(
     ``measured`` steps on synthetic batches of its shape, and measure them; with ``search``, also
     the largest batch and crop that fit. ``step``: where a resumed run stands (the schedule's
     time is that of the steps left)."""
-    from sesim.training.loop import set_up, speed_up
+    from sesim.training.loop import memory_fixes, set_up, speed_up
 
     device = pick_device(config.train.device, "train.device")
     d, t = config.data, config.train
@@ -81,12 +81,9 @@ def probe(
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
-            fixes = "lower train.batch_size or data.crop_size" + (
-                "" if t.activation_checkpointing else ", or --set train.activation_checkpointing=true"
-            )
             raise OutOfMemory(
                 f"probe: a step of batch {t.batch_size} of {size[0]}x{size[1]} runs out of memory on {device} "
-                f"({one_line(error)}); {fixes}"
+                f"({one_line(error)}); {memory_fixes(t)}"
             ) from None
         median, total = statistics.median(times), run.plan.total_steps
         left = max(0, total - step)
