@@ -179,6 +179,7 @@ def test_the_circle_check_can_fail():
 def test_the_loss_loads_no_generator_or_discriminator():
     loaded = _loaded_after_import("sesim.losses")
     assert not [m for m in loaded if m.startswith("sesim.networks") or m.startswith("sesim.methods")], loaded
+    assert "sesim.config" not in loaded  # a library user's import does not pay for the config schema
 
 
 def test_the_analysis_loads_no_training_method():

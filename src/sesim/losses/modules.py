@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from sesim.backbones import FrozenBackbone, build_backbone, check_taps
-from sesim.config import LossConfig
 from sesim.losses.fused import contrastive_spatial_loss_taps, spatial_correlative_loss_taps
 from sesim.losses.heads import SimilarityHeads
 from sesim.losses.spatial import (
@@ -19,6 +19,9 @@ from sesim.losses.spatial import (
     sample_query_ids,
     spatial_correlative_loss,
 )
+
+if TYPE_CHECKING:  # the loss is a library: importing it does not load the run's config schema (pydantic)
+    from sesim.config import LossConfig
 
 
 class SpatialCorrelativeLoss(nn.Module):
