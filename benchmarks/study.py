@@ -47,7 +47,8 @@ from maps import CPU_RECIPE, training_split
 from maps_eval import held_out_folders
 from sesim.config import load_config
 from sesim.data.images import list_images
-from sesim.data.synthetic import class_colours, layout_iou, write_domains
+from sesim.data.synthetic import write_domains
+from sesim.evaluation.layout import class_colours, layout_iou
 
 # The keys that make a method; every other key is the task's, shared by all cells.
 METHOD_KEYS = ("method", "loss.structure", "loss.learned", "loss.augment", "loss.flip_equivariance", "train.pool_size")

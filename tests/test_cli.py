@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from sesim.cli import main
+from sesim.config import ConfigError
 from sesim.data.download import download
 from sesim.data.images import DataError
 from sesim.training.loop import train
@@ -127,6 +128,21 @@ def test_one_key_switches_the_backbone_with_its_taps():
     config = load_config("fsesim", ["loss.backbone=efficientnet_lite0"])
     assert config.loss.taps == ["stage2", "stage3", "stage5"]
     assert load_config("fsesim", ["loss.backbone=efficientnet_lite0", "loss.taps=[stage4]"]).loss.taps == ["stage4"]
+
+
+def test_flags_reach_the_config_as_typed_values_not_yaml(tmp_path, monkeypatch):
+    """--data and --init-from are paths, whatever YAML would make of their text (null, a number)."""
+    from sesim.config import Update
+    from sesim.training.resolve import resolve_run
+
+    monkeypatch.chdir(tmp_path)
+    run = resolve_run("fsesim", data="null", init_from="1e3", overrides=["train.batch_size=2"])
+    assert run.config.data.root == str(tmp_path / "null") and run.config.train.init_from == str(tmp_path / "1e3")
+    assert run.config.train.batch_size == 2 and run.checkpoint is None and run.step == 0
+    typed = resolve_run("fsesim", data="d", overrides=[Update("train.betas", (0.0, 0.9), "the caller")])
+    assert typed.config.train.betas == (0.0, 0.9)
+    with pytest.raises(ConfigError, match=r"^the caller: "):
+        resolve_run("fsesim", data="d", overrides=[Update("train.betas", (2, 3), "the caller")])
 
 
 @pytest.mark.parametrize(

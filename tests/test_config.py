@@ -3,7 +3,8 @@
 import pytest
 from pydantic import BaseModel
 
-from sesim.config import ConfigError, load_config, preset_names
+from sesim.config import ConfigError, load_config
+from sesim.presets import preset_names
 
 
 @pytest.mark.parametrize("name", preset_names())
@@ -68,7 +69,8 @@ def test_presets_spell_out_every_option(preset):
     """A preset is documentation: every config key appears in it, section by section."""
     import yaml
 
-    from sesim.config import PRESETS_DIR, RunConfig
+    from sesim.config import RunConfig
+    from sesim.presets import PRESETS_DIR
 
     raw = yaml.safe_load((PRESETS_DIR / f"{preset}.yaml").read_text())
 
@@ -141,6 +143,14 @@ def test_the_schema_names_every_registered_component_and_no_other():
     assert set(NAMES) == set(registries)
     for name, registry in registries.items():
         assert NAMES[name] == tuple(registry), name
+
+
+def test_the_schema_knows_each_backbones_default_taps():
+    """Setting only loss.backbone takes that backbone's taps: the schema's table is the backbones'."""
+    from sesim.backbones import DEFAULT_TAPS
+    from sesim.config import BACKBONE_TAPS
+
+    assert BACKBONE_TAPS == DEFAULT_TAPS
 
 
 def test_derived_presets_are_their_base_with_the_overrides_they_name():

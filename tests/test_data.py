@@ -6,8 +6,9 @@ import torch
 from PIL import Image
 
 from sesim.data.images import DataError, image_size, list_images, load_rgb
-from sesim.data.synthetic import layout_iou, render_flat, render_layout, render_textured, write_domains
+from sesim.data.synthetic import render_flat, render_layout, render_textured, write_domains
 from sesim.data.unpaired import UnpairedImages
+from sesim.evaluation.layout import layout_iou
 
 
 def test_synthetic_generator_is_deterministic(tmp_path):

@@ -11,7 +11,7 @@ MODULES = [
     "sesim.losses.spatial",
     "sesim.losses.info_nce",
     "sesim.losses.adversarial",
-    "sesim.data.synthetic",
+    "sesim.evaluation.layout",
 ]
 
 

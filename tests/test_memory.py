@@ -245,16 +245,31 @@ def test_the_probe_finds_a_batch_and_a_crop_that_fit_and_prints_them(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_the_probe_measures_a_resumed_run_as_it_would_go_on(tmp_path, capsys):
+def test_the_probe_measures_a_resumed_run_as_it_would_go_on(tmp_path, capsys, monkeypatch):
+    """... reading the checkpoint once and building the run once (its checks use that run)."""
     from sesim.cli import main
+    from sesim.training import loop, resolve
 
     data = tiny_data(tmp_path / "data")
     run_dir = train(tiny_config("fsesim", data, tmp_path / "runs", "train.max_steps=1"))
     before = sorted(p.name for p in run_dir.rglob("*"))
+    calls = {"load_checkpoint": 0, "build_method": 0}
+
+    def counted(name, function):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(resolve, "load_checkpoint", counted("load_checkpoint", resolve.load_checkpoint))
+    monkeypatch.setattr(loop, "build_method", counted("build_method", loop.build_method))
     argv = ["train", "--resume", str(run_dir), "--set", "train.max_steps=9", "--probe", "--json", "--no-search"]
     capsys.readouterr()
     assert main(argv) == 0
     measured = json.loads(capsys.readouterr().out)
+    assert calls == {"load_checkpoint": 1, "build_method": 1}
+    assert any(line.startswith("data: ") for line in measured["checks"])
     assert (
         measured["total_steps"] == 9
         and measured["steps_left"] == 8

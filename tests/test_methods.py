@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from sesim.cli import main
-from sesim.config import load_config, preset_names
+from sesim.config import load_config
+from sesim.errors import ConfigError
 from sesim.inference import load_generator
 from sesim.losses import sample_query_ids
 from sesim.losses.patch_nce import patch_nce_loss
 from sesim.methods import METHODS, CycleGAN, OneSidedTranslation
 from sesim.networks import ResnetGenerator
+from sesim.presets import preset_names
 from sesim.training.loop import train
 from tests.helpers import tiny_config, tiny_data
 
@@ -139,10 +141,26 @@ def test_cyclegan_generator_step_leaves_the_discriminators_untouched():
     assert {"cycle", "identity_l1", "g", "d"} <= set(stats)
 
 
-def test_cyclegan_rejects_learned_heads():
-    config = load_config("cyclegan", ["loss.structure=sesim", "loss.learned=true", "weights.structure=1"])
-    with pytest.raises(ValueError, match=r"cyclegan: loss\.structure"):
-        CycleGAN(config.model.generator, config.model.discriminator, config.loss, config.weights)
+@pytest.mark.parametrize(
+    "preset,overrides,fragment",
+    [
+        ("cyclegan", ["loss.structure=sesim", "loss.learned=true", "weights.structure=1"], r"cyclegan: loss\.struct"),
+        ("cyclegan", ["loss.structure=patchnce"], r"cyclegan: loss\.structure"),
+        ("multimodal", ["model.generator.kind=resnet"], r"multimodal: model\.generator\.kind must be munit"),
+        ("sinsesim", ["loss.learned=true"], r"sinsesim: learned heads"),
+    ],
+)
+def test_each_method_checks_its_settings_where_a_run_is_resolved(tmp_path, preset, overrides, fragment):
+    """A method's own rules (``check``) refuse a run when it is resolved, before a network is built."""
+    from sesim.methods import METHODS
+    from sesim.training.resolve import resolve_run
+
+    config = load_config(preset, overrides)
+    with pytest.raises(ConfigError, match=fragment):
+        METHODS[config.method].check(config)
+    with pytest.raises(ConfigError, match=fragment):
+        resolve_run(preset, data=tmp_path, overrides=overrides)
+    METHODS[config.method].check(load_config(preset))  # the preset itself passes
 
 
 def test_translate_uses_the_a_to_b_generator_and_b_to_a_on_request(tmp_path, data, capsys):

@@ -46,6 +46,15 @@ def test_dry_run_with_resume_only_prints(started, capsys):
     assert digest(started) == before
 
 
+def test_a_resume_reads_its_checkpoint_once(started, capsys, monkeypatch):
+    from sesim.training import resolve
+
+    loaded = []
+    monkeypatch.setattr(resolve, "load_checkpoint", lambda path: loaded.append(path) or load_checkpoint(path))
+    assert main(["train", "--resume", str(started), *sets("train.max_steps=4")]) == 0
+    assert loaded == [str(started)] and steps(started) == [1, 2, 3, 4]
+
+
 def test_set_on_resume_extends_the_run(started, capsys):
     assert main(["train", "--resume", str(started), *sets("train.max_steps=6")]) == 0
     captured = capsys.readouterr()

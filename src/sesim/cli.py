@@ -20,13 +20,10 @@ from sesim.presets import preset_names, preset_summary
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sesim.config import ConfigError, load_config, override_key, to_yaml
-    from sesim.training.loop import check_resume, preflight, resume_config, train
+    from sesim.config import ConfigError, to_yaml
+    from sesim.training.loop import preflight, train
+    from sesim.training.resolve import resolve_run
 
-    for flag, given, key in (("--data", args.data, "data.root"), ("--init-from", args.init_from, "train.init_from")):
-        twice = [item for item in args.set or [] if override_key(item) == key]
-        if given and twice:
-            raise ConfigError(f"train: {flag} and --set {twice[0]} both set {key}; give one of them")
     for flag, given in (("--json", args.json), ("--no-search", args.no_search)):
         if given and not args.probe:
             raise ConfigError(f"train: {flag} goes with --probe (it changes what the probe reports); add --probe")
@@ -35,63 +32,33 @@ def _train(args: argparse.Namespace) -> int:
             "train: --probe measures one process; run it without torchrun (with train.batch_size set to one "
             "process's share of the global batch)"
         )
-    if args.resume:
-        if args.config:
-            raise ConfigError(f"train: give a preset ({args.config}) or --resume {args.resume}, not both")
-        if args.init_from:
-            raise ConfigError("train: --init-from starts a new run; --resume continues one: give one of them")
-        overrides = list(args.set or [])
-        if args.data:  # the run's data moved: a folder with trainA/ and trainB/ replaces what it had
-            overrides += [f"data.root={Path(args.data).absolute()}", "data.folder_a=", "data.folder_b="]
-        config, checkpoint = resume_config(args.resume, overrides)
-        if args.probe:
-            check_resume(args.resume, checkpoint, config)
-            return _probe(config, args, checkpoint["step"])
-        if args.dry_run:
-            check_resume(args.resume, checkpoint, config)
-            print(to_yaml(config), end="")
-            for line in preflight(config, decode=args.dry_run == "full"):
-                print(f"# ok: {line}")
-            print(f"# would resume {args.resume} at step {checkpoint['step']} (dry run: nothing trained)")
-            return 0
-        run_dir = train(config, resume=args.resume, checkpoint=checkpoint)
-        print(f"resumed and finished: {run_dir}")
-        return 0
-    if not args.config:
-        raise ConfigError("train: give a preset or YAML file (presets: " + ", ".join(preset_names()) + ")")
-    overrides = list(args.set or [])
-    if args.data:
-        overrides.append(f"data.root={args.data}")
-    if args.init_from:
-        overrides.append(f"train.init_from={args.init_from}")
-    config = load_config(args.config, overrides)
+    run = resolve_run(
+        args.config, resume=args.resume, data=args.data, init_from=args.init_from, overrides=args.set or ()
+    )
     if args.probe:
-        return _probe(config, args)
+        return _probe(run, args)
     if args.dry_run:
-        print(to_yaml(config), end="")
-        for line in preflight(config, decode=args.dry_run == "full"):
+        print(to_yaml(run.config), end="")
+        for line in preflight(run.config, decode=args.dry_run == "full"):
             print(f"# ok: {line}")
-        print("# dry run: every check a real start makes passed; nothing trained")
+        if args.resume:
+            print(f"# would resume {args.resume} at step {run.step} (dry run: nothing trained)")
+        else:
+            print("# dry run: every check a real start makes passed; nothing trained")
         return 0
-    if config.data.root is None and config.data.folder_a is None:
-        raise ConfigError(
-            "train: --data DIR is required (a folder with trainA/ and trainB/), or --set data.folder_a=..."
-        )
-    run_dir = train(config)
-    print(f"finished: {run_dir}")
+    run_dir = train(run)
+    print(f"{'resumed and finished' if args.resume else 'finished'}: {run_dir}")
     return 0
 
 
-def _probe(config, args: argparse.Namespace, step: int = 0) -> int:
-    from sesim.training.loop import preflight
+def _probe(run, args: argparse.Namespace) -> int:
     from sesim.training.probe import probe, report
 
-    checks = preflight(config, decode=args.dry_run == "full")
-    result = probe(config, search=not args.no_search, step=step)
+    result = probe(run.config, search=not args.no_search, step=run.step, decode=args.dry_run == "full")
     if args.json:
-        print(json.dumps({"checks": checks, **result}, indent=1))
+        print(json.dumps(result, indent=1))
         return 0
-    for line in checks:
+    for line in result["checks"]:
         print(f"# ok: {line}")
     print(report(result))
     return 0

@@ -9,14 +9,14 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sesim.errors import ConfigError
-from sesim.presets import PRESETS_DIR, preset_names
 
 # The names a config value may take, by the registry that builds them. The schema holds the
 # names only and imports no component; tests/test_config.py ties each tuple to its registry (the
@@ -31,6 +31,12 @@ NAMES: dict[str, tuple[str, ...]] = {
     "comparisons": ("cos", "l1"),
     "preprocess": ("resize_and_crop", "crop", "zoom_and_crop", "none"),
     "held_out_metrics": ("rmse", "psnr", "fd_efficientnet"),
+}
+# Each backbone's default taps (``sesim.backbones.DEFAULT_TAPS``, tied by the same test): a run that
+# sets only ``loss.backbone`` gets that backbone's taps.
+BACKBONE_TAPS: dict[str, tuple[str, ...]] = {
+    "vgg16": ("relu3_1", "relu4_1", "relu4_3"),
+    "efficientnet_lite0": ("stage2", "stage3", "stage5"),
 }
 
 
@@ -345,6 +351,8 @@ class RunConfig(Section):
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    from sesim.presets import preset_names
+
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -362,6 +370,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def resolve_config_path(name_or_path: str) -> Path:
     """A preset name (``fsesim``) or a YAML file path."""
+    from sesim.presets import PRESETS_DIR, preset_names
+
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
@@ -371,29 +381,53 @@ def resolve_config_path(name_or_path: str) -> Path:
     raise ConfigError(f"unknown config {name_or_path!r}: not a file and not a preset ({', '.join(preset_names())})")
 
 
-def override_key(assignment: str) -> str:
-    """The dotted key of a ``--set KEY=VALUE`` assignment."""
-    return assignment.split("=", 1)[0].strip()
+class Update(NamedTuple):
+    """One setting made on top of a preset or a stored config: the dotted ``key``, its ``value``
+    (typed; validated with the whole config) and the ``flag`` that made it, which an error about
+    the setting names (``--set train.batch_size=0``, ``--data DIR``)."""
+
+    key: str
+    value: Any
+    flag: str
 
 
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply ``section.key=value`` (value parsed as YAML) to a nested dict, in place."""
+def parse_set(assignment: str) -> Update:
+    """A ``--set KEY=VALUE`` as an :class:`Update`, the value read as YAML (an empty one is null)."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.batch_size=4")
     dotted, raw = assignment.split("=", 1)
-    keys = dotted.strip().split(".")
-    if not all(keys):
+    if not all(dotted.strip().split(".")):
         raise ConfigError(f"--set {assignment!r}: empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    node = data
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {assignment!r}: {key!r} is not a section")
-    node[keys[-1]] = value
+    return Update(dotted.strip(), value, f"--set {assignment}")
+
+
+def updates(overrides: Iterable[str | Update]) -> list[Update]:
+    """``--set`` texts and :class:`Update` s, as updates."""
+    return [item if isinstance(item, Update) else parse_set(item) for item in overrides]
+
+
+def apply_updates(data: dict[str, Any], changes: Iterable[Update]) -> dict[str, Any]:
+    """Apply updates to a nested config dict, in place (and return it). An update of
+    ``loss.backbone`` with none of ``loss.taps`` takes that backbone's default taps."""
+    changes = list(changes)
+    for change in changes:
+        *sections, last = change.key.split(".")
+        node = data
+        for key in sections:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{change.flag}: {key!r} is not a section")
+        node[last] = change.value
+    keys = {change.key for change in changes}
+    loss = data.get("loss")
+    if "loss.backbone" in keys and "loss.taps" not in keys and isinstance(loss, dict):
+        if loss.get("backbone") in BACKBONE_TAPS:
+            loss["taps"] = list(BACKBONE_TAPS[loss["backbone"]])
+    return data
 
 
 def _section_fields(model: Any, location: tuple) -> list[str]:
@@ -447,11 +481,11 @@ def validate_section(
     data: Any,
     source: str,
     prefix: str = "",
-    overrides: list[str] | tuple[str, ...] = (),
+    changes: Iterable[Update] = (),
 ):
     """Validate ``data`` as ``model`` (a whole run config, or one section at ``prefix``); the first
-    problem becomes a one-line ``ConfigError``. A problem with a key given by an override names
-    that ``--set``; an unknown key suggests the nearest (or its new name, if it was renamed)."""
+    problem becomes a one-line ``ConfigError``. A problem with a key an update set names that
+    update's flag; an unknown key suggests the nearest (or its new name, if it was renamed)."""
     try:
         return model.model_validate(data)
     except ValidationError as error:
@@ -475,22 +509,22 @@ def validate_section(
             if renamed:
                 message = f"{first['input']!r} is now called {renamed!r}"
         more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-        for assignment in _blamed(overrides, where, message, rule=first["type"] != "extra_forbidden"):
-            raise ConfigError(f"--set {assignment}: {message}{more}") from None
+        for change in _blamed(list(changes), where, message, rule=first["type"] != "extra_forbidden"):
+            raise ConfigError(f"{change.flag}: {message}{more}") from None
         raise ConfigError(f"{source}: {where}: {message}{more}") from None
 
 
-def _blamed(overrides: list[str] | tuple[str, ...], where: str, message: str, rule: bool) -> list[str]:
-    """The ``--set`` flags a problem at ``where`` is about: the flag of that key (or of a section
-    that holds it); for a rule across a section's keys (``crop_size`` above ``load_size``), only
-    flags whose key the message names, never just any flag of the section."""
-    exact = [a for a in overrides if where == (key := override_key(a)) or where.startswith(key + ".")]
+def _blamed(changes: list[Update], where: str, message: str, rule: bool) -> list[Update]:
+    """The updates a problem at ``where`` is about: the one of that key (or of a section that holds
+    it); for a rule across a section's keys (``crop_size`` above ``load_size``), only updates whose
+    key the message names, never just any update of the section."""
+    exact = [c for c in changes if where == c.key or where.startswith(c.key + ".")]
     if exact:
         return exact
-    inside = [a for a in overrides if override_key(a).startswith(where + ".")]
-    if not rule:  # an unknown key below ``where``: the flag that gave it
+    inside = [c for c in changes if c.key.startswith(where + ".")]
+    if not rule:  # an unknown key below ``where``: the update that gave it
         return inside
-    return [a for a in inside if re.search(rf"\b{re.escape(override_key(a).rsplit('.', 1)[-1])}\b", message)]
+    return [c for c in inside if re.search(rf"\b{re.escape(c.key.rsplit('.', 1)[-1])}\b", message)]
 
 
 def stored_config(document: dict[str, Any], source: str) -> RunConfig:
@@ -498,9 +532,9 @@ def stored_config(document: dict[str, Any], source: str) -> RunConfig:
     return validate(document.get("config", {}), f"{source} (stored config)")
 
 
-def validate(data: dict[str, Any], source: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+def validate(data: dict[str, Any], source: str, changes: Iterable[Update] = ()) -> RunConfig:
     """Validate a whole run config (see :func:`validate_section`)."""
-    return validate_section(RunConfig, data, source, "", overrides)
+    return validate_section(RunConfig, data, source, "", changes)
 
 
 # What ``sesim train --resume RUN --set ...`` may change: how long and how the run goes on, where
@@ -516,11 +550,11 @@ RESUMABLE = (
 )  # fmt: skip
 
 
-def check_resumable(assignment: str) -> None:
-    key = override_key(assignment)
-    if key not in RESUMABLE:
+def check_resumable(change: Update) -> None:
+    """A resume may make ``change`` (its key is in :data:`RESUMABLE`), or a ``ConfigError`` names its flag."""
+    if change.key not in RESUMABLE:
         raise ConfigError(
-            f"--set {assignment}: {key} cannot change when resuming (the checkpoint's weights and optimizer "
+            f"{change.flag}: {change.key} cannot change when resuming (the checkpoint's weights and optimizer "
             f"states were made with the run's value); start a new run, or fine-tune from this one with "
             f"--init-from RUN_DIR. On resume these can change: {', '.join(RESUMABLE)}"
         )
@@ -542,20 +576,11 @@ def absolute_paths(config: RunConfig) -> RunConfig:
     return config.model_copy(update={"data": data, "validation": validation, "train": train})
 
 
-def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Read a preset or YAML file, apply ``--set`` overrides, validate."""
+def load_config(name_or_path: str, overrides: Iterable[str | Update] = ()) -> RunConfig:
+    """Read a preset or YAML file, apply ``--set`` texts or :class:`Update` s, validate."""
     path = resolve_config_path(name_or_path)
-    data = _read_yaml(path)
-    for assignment in overrides:
-        apply_override(data, assignment)
-    keys = {override_key(assignment) for assignment in overrides}
-    if "loss.backbone" in keys and "loss.taps" not in keys:  # one key switches backbone and its taps
-        from sesim.backbones import DEFAULT_TAPS
-
-        backbone = data.get("loss", {}).get("backbone")
-        if backbone in DEFAULT_TAPS:
-            data["loss"]["taps"] = list(DEFAULT_TAPS[backbone])
-    return validate(data, str(path), overrides)
+    changes = updates(overrides)
+    return validate(apply_updates(_read_yaml(path), changes), str(path), changes)
 
 
 def to_yaml(config: RunConfig) -> str:
@@ -619,6 +644,8 @@ def derived_preset(path: Path) -> str | None:
 
 def write_derived_presets() -> list[Path]:
     """Regenerate every derived preset from its base (``python -m sesim.config --presets``)."""
+    from sesim.presets import PRESETS_DIR
+
     written = []
     for path in sorted(PRESETS_DIR.glob("*.yaml")):
         text = derived_preset(path)

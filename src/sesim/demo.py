@@ -11,36 +11,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sesim.config import ConfigError, load_config, override_key
+from sesim.config import ConfigError, Update, updates
 from sesim.data.images import image_grid, list_images, load_rgb, to_image, to_tensor
-from sesim.data.synthetic import CLASS_NAMES, class_colours, layout_iou, write_domains
+from sesim.data.synthetic import write_domains
+from sesim.evaluation.layout import colour_scores, layout_iou
 from sesim.inference import load_generator, pick_device, translate_tensor
 from sesim.networks import build_generator
 from sesim.outputs import written_in_place
 from sesim.training.loop import train
+from sesim.training.resolve import resolve_run
 
 
 def _score(generator, inputs: torch.Tensor, labels: list[np.ndarray]) -> tuple[torch.Tensor, list[float]]:
     outputs = translate_tensor(generator, inputs)
     scores = [layout_iou(np.asarray(to_image(o)), lab) for o, lab in zip(outputs, labels, strict=True)]
     return outputs, scores
-
-
-def colour_scores(outputs: torch.Tensor, truth: torch.Tensor, labels: list[np.ndarray]) -> dict:
-    """Per class: the mean RGB distance of its drawn colour to the ground-truth rendering's, and on
-    how many images it was drawn in another class's colour (:func:`class_colours`)."""
-    errors: dict[str, list[float]] = {}
-    lost = dict.fromkeys(CLASS_NAMES, 0)
-    for output, target, label in zip(outputs, truth, labels, strict=True):
-        per_class, lost_here = class_colours(np.asarray(to_image(output)), np.asarray(to_image(target)), label)
-        for c, value in per_class.items():
-            errors.setdefault(CLASS_NAMES[c], []).append(value)
-        for c in lost_here:
-            lost[CLASS_NAMES[c]] += 1
-    return {
-        "colour_error": {name: round(float(np.mean(values)), 1) for name, values in errors.items()},
-        "lost": lost,  # images on which the class took another class's colour
-    }
 
 
 def loss_curves(run_dir: Path, path: Path) -> Path:
@@ -85,22 +70,24 @@ def _steps(summary: dict) -> str:
 def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[str, ...] = ()) -> Path:
     """Generate data, train, and write ``report.html`` / ``report.png`` / ``report.json``; returns the run dir."""
     started = time.time()
-    keys = {override_key(item): item for item in overrides}
+    changes = updates(overrides)
+    keys = {change.key: change.flag for change in changes}
     for key, instead in (("data.root", "the demo trains and scores on its own data"), ("log.out_dir", "use --out")):
         if key in keys:
-            raise ConfigError(f"demo: --set {keys[key]}: {instead}")
+            raise ConfigError(f"demo: {keys[key]}: {instead}")
     if steps is not None and "train.max_steps" in keys:
-        raise ConfigError(f"demo: --steps {steps} and --set {keys['train.max_steps']} both set the steps; give one")
+        raise ConfigError(f"demo: --steps {steps} and {keys['train.max_steps']} both set the steps; give one")
     if steps is not None and steps < 1:
         raise ConfigError(f"demo: --steps must be at least 1, got {steps}")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"demo: --out {out_dir} is a file; choose a folder (it is created if missing)")
     data_root = demo_data(Path(out_dir) / "demo-data")
-    sets = [f"data.root={data_root}", f"log.out_dir={out_dir}", *overrides]
+    changes.append(Update("log.out_dir", str(out_dir), f"--out {out_dir}"))
     if steps is not None:
-        sets.append(f"train.max_steps={steps}")
-    config = load_config("demo", sets)
-    run_dir = train(config)
+        changes.append(Update("train.max_steps", steps, f"--steps {steps}"))
+    run = resolve_run("demo", data=data_root, overrides=changes)
+    config = run.config
+    run_dir = train(run)
 
     device = pick_device(config.train.device, "train.device")
     torch.manual_seed(config.train.seed)

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, WeightsConfig
+from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, RunConfig, WeightsConfig
 from sesim.errors import ConfigError
+from sesim.losses.adversarial import d_lsgan_loss_stacked
 from sesim.methods.pool import ImagePool
 from sesim.methods.structure import StructureTerm
 from sesim.networks.layers import checkpoint_activations
@@ -80,6 +81,12 @@ class TranslationMethod(nn.Module):
         self.replicas: dict[str, nn.Module] = {}
         self.pools: dict[str, ImagePool] = {}
         self.build(generator, discriminator, loss, optimization or Optimization())
+
+    @classmethod
+    def check(cls, config: RunConfig) -> None:
+        """Refuse, with a ``ConfigError`` naming the key, settings the schema allows but this method
+        cannot train with. Called once, where a run is resolved (``training.runs.resolve_run``),
+        so a dry run says it before any network is built."""
 
     def build(
         self,
@@ -151,6 +158,16 @@ class TranslationMethod(nn.Module):
                 raise NonFiniteLoss(name, loss.detach().item())
         loss.backward()
         optimizer.step()
+
+    def lsgan_discriminator_step(self, real: Tensor, fake: Tensor, pool: str = "fake_b") -> Tensor:
+        """The LSGAN discriminator update: real images and the pooled translations scored in one
+        call, targets 1 and 0; returns the detached loss."""
+        self.optimizers["discriminator"].zero_grad(set_to_none=True)
+        with self.forward_context(real.device):
+            pooled = self.pools[pool].query(fake.detach()).to(real.dtype)
+            loss = d_lsgan_loss_stacked(self.replicas["discriminator"](torch.cat([real, pooled])))
+        self.update("discriminator", loss)
+        return loss.detach()
 
     def skipped_updates(self) -> tuple[list[str], Tensor | None]:
         """The optimizers the last step updated under the device guard, and ``(k,)`` flags, 1 where

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
+from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, RunConfig
 from sesim.errors import ConfigError
 from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
 from sesim.losses.precision import at_least_float32
@@ -35,6 +35,12 @@ class CycleGAN(TranslationMethod):
     ``identity_l1`` is an absolute weight (CycleGAN's 0.5 x lambda = 5 with cycle 10).
     """
 
+    @classmethod
+    def check(cls, config: RunConfig) -> None:
+        loss = config.loss
+        if loss.structure == "patchnce" or (loss.structure == "sesim" and loss.learned):
+            raise ConfigError("cyclegan: loss.structure must be sesim (fixed features), perceptual or none")
+
     def build(
         self,
         generator: GeneratorConfig,
@@ -42,8 +48,6 @@ class CycleGAN(TranslationMethod):
         loss: LossConfig,
         optimization: Optimization,
     ) -> None:
-        if loss.structure in ("patchnce",) or (loss.structure == "sesim" and loss.learned):
-            raise ConfigError("cyclegan: loss.structure must be sesim (fixed features), perceptual or none")
         self.generator, self.generator_ba = build_generator(generator), build_generator(generator)
         self.discriminator, self.discriminator_a = (
             build_discriminator(discriminator),

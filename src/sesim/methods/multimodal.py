@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
+from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, RunConfig
 from sesim.errors import ConfigError
-from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
+from sesim.losses.adversarial import g_lsgan_loss
 from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
 from sesim.methods.pool import ImagePool
@@ -43,6 +43,14 @@ class _Passes(nn.Module):
 
 
 class Multimodal(TranslationMethod):
+    @classmethod
+    def check(cls, config: RunConfig) -> None:
+        if config.model.generator.kind != "munit":
+            raise ConfigError("multimodal: model.generator.kind must be munit")
+        loss = config.loss
+        if loss.structure == "patchnce" or (loss.structure == "sesim" and loss.learned):
+            raise ConfigError("multimodal: loss.structure must be sesim (fixed features), perceptual or none")
+
     def build(
         self,
         generator: GeneratorConfig,
@@ -50,10 +58,6 @@ class Multimodal(TranslationMethod):
         loss: LossConfig,
         optimization: Optimization,
     ) -> None:
-        if generator.kind != "munit":
-            raise ConfigError("multimodal: model.generator.kind must be munit")
-        if loss.structure == "patchnce" or (loss.structure == "sesim" and loss.learned):
-            raise ConfigError("multimodal: loss.structure must be sesim (fixed features), perceptual or none")
         self.generator = build_generator(generator)
         self.discriminator = build_discriminator(discriminator)
         self.structure = build_structure_term(loss, self.generator)
@@ -87,13 +91,7 @@ class Multimodal(TranslationMethod):
                   "content_code": loss_content, "reconstruction": loss_reconstruction, "g": loss_g}  # fmt: skip
         stats.update({name: value.detach() for name, value in losses.items()})
 
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        with forward:
-            pooled = self.pools["fake_b"].query(fake_b.detach()).to(real_b.dtype)
-            scores_real, scores_fake = self.replicas["discriminator"](torch.cat([real_b, pooled])).chunk(2)
-            loss_d = d_lsgan_loss(scores_real, scores_fake)
-        self.update("discriminator", loss_d)
-        stats["d"] = loss_d.detach()
+        stats["d"] = self.lsgan_discriminator_step(real_b, fake_b)
         return stats
 
     def trained_modules(self) -> dict[str, nn.Module]:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
 from sesim.data.jitter import ColourJitter
 from sesim.losses import SpatialCorrelativeLoss
-from sesim.losses.adversarial import d_lsgan_loss_stacked, g_lsgan_loss
+from sesim.losses.adversarial import g_lsgan_loss
 from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
 from sesim.methods.pool import ImagePool
@@ -141,12 +141,7 @@ class OneSidedTranslation(TranslationMethod):
             self.update("heads", loss_heads)
             stats["heads"] = loss_heads.detach()
 
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        with forward:  # real and (pooled) fake scored in one call
-            pooled = self.pools["fake_b"].query(fake_b.detach()).to(real_b.dtype)
-            loss_d = d_lsgan_loss_stacked(self.replicas["discriminator"](torch.cat([real_b, pooled])))
-        self.update("discriminator", loss_d)
-        stats["d"] = loss_d.detach()
+        stats["d"] = self.lsgan_discriminator_step(real_b, fake_b)
 
         # The G step must not train D or the heads: freeze them and call the bare modules.
         with Frozen(self.discriminator, self.heads):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig
+from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, RunConfig
 from sesim.errors import ConfigError
 from sesim.losses.adversarial import d_nonsaturating_loss, g_nonsaturating_loss, r1_penalty
 from sesim.losses.precision import at_least_float32
@@ -25,6 +25,11 @@ class SinSeSim(TranslationMethod):
     """Generator objective ``gan * softplus(-D(G(a))) + structure * L_structure(a, G(a))`` (+ identity
     L1); discriminator ``softplus(-D(b)) + softplus(D(G(a))) + r1 / 2 * ||grad D(b)||^2``."""
 
+    @classmethod
+    def check(cls, config: RunConfig) -> None:
+        if config.loss.structure == "sesim" and config.loss.learned:
+            raise ConfigError("sinsesim: learned heads are not supported here; use loss.learned=false")
+
     def build(
         self,
         generator: GeneratorConfig,
@@ -32,8 +37,6 @@ class SinSeSim(TranslationMethod):
         loss: LossConfig,
         optimization: Optimization,
     ) -> None:
-        if loss.structure == "sesim" and loss.learned:
-            raise ConfigError("sinsesim: learned heads are not supported here; use loss.learned=false")
         self.generator = build_generator(generator)
         self.discriminator = build_discriminator(discriminator)
         self.structure = build_structure_term(loss, self.generator)

@@ -4,38 +4,21 @@ sample, validate, save, stop); the method does the algorithm, the chores live in
 
 from __future__ import annotations
 
-import copy
 import os
 import random
-import re
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
 from sesim.backbones import WeightsUnavailableError
 from sesim.backbones.vgg import VGG16_FILE
 from sesim.backbones.weights import hub_checkpoint_path
-from sesim.checkpoint import load_checkpoint
-from sesim.config import (
-    RESUMABLE,
-    ConfigError,
-    RunConfig,
-    TrainConfig,
-    absolute_paths,
-    apply_override,
-    check_resumable,
-    migrate_stored,
-    to_yaml,
-    validate,
-)
-from sesim.data.images import DataError
+from sesim.config import ConfigError, RunConfig, TrainConfig, to_yaml
 from sesim.data.unpaired import StepSampler, UnpairedImages, check_survey, domain_folders
 from sesim.errors import DeviceError, OutOfMemory, one_line
 from sesim.evaluation.held_out import HELD_OUT_METRICS
@@ -70,6 +53,7 @@ from sesim.training.chores import (
 from sesim.training.distributed import Processes
 from sesim.training.graphs import prepare_step, use_cuda_graphs
 from sesim.training.logging import Progress, RunLogger, new_run_dir, save_grid, write_samples_page
+from sesim.training.resolve import ResolvedRun, resolve_run, resume_config, resumed_run_dir
 from sesim.training.state import Checkpointer, load_initial_weights, restore_training
 from sesim.training.validation import Validator, held_out_files
 
@@ -125,19 +109,21 @@ def _weights_hint(config: RunConfig, error: WeightsUnavailableError) -> str:
     return f"loss.backbone_weights={loss.backbone_weights}: {error}"
 
 
-def preflight(config: RunConfig, decode: bool = False) -> list[str]:
-    """Everything a real start checks, without training: data folders and every image's header
-    (``decode``: every image decoded in full), shapes that batch, the device and processes, the
-    method (taps, backbone weights, network settings), the validation folders and their pairing,
-    the output folder. Returns what was found, one line each; a problem raises its one-line error."""
-    if config.data.root is None and config.data.folder_a is None:
-        raise ConfigError("no data: pass --data DIR (with trainA/ and trainB/) or set data.folder_a and data.folder_b")
-    dataset = build_dataset(config)
-    images = check_survey(dataset, decode)
+def preflight(config: RunConfig, decode: bool = False, run: Run | None = None) -> list[str]:
+    """Everything a real start checks, without training, for a resolved run's config: data
+    folders and every image's header (``decode``: every image decoded in full), shapes that batch,
+    the device, the method (taps, backbone weights, network settings), the validation folders and
+    their pairing, the output folder. Returns what was found, one line each; a problem raises its
+    one-line error. ``run``: the run already set up (the probe's), not built a second time."""
     device = pick_device(config.train.device, "train.device")
     world_size = int(os.environ.get("WORLD_SIZE", 1))
-    check_divisible(config.train.batch_size, world_size)
-    method = build_method(config, torch.device("cpu"))
+    if run is None:
+        dataset = build_dataset(config)
+        images = check_survey(dataset, decode)
+        method = build_method(config, torch.device("cpu"))
+    else:
+        dataset, method = run.dataset, run.method
+        images = check_survey(dataset, decode) if decode else run.images
     use_cuda_graphs(config.train.cuda_graphs, method, device, world_size)  # "on": can it?
     parameters = {name: sum(p.numel() for p in m.parameters()) for name, m in method.trained_modules().items()}
     plan = plan_steps(config.train, len(dataset))
@@ -156,13 +142,6 @@ def preflight(config: RunConfig, decode: bool = False) -> list[str]:
         lines.append(f"validation: {len(sources)} held-out images, {paired} {len(targets)} in {v.folder_b}")
     check_writable([Path(config.log.out_dir) / "config.yaml"], "log.out_dir")
     return lines
-
-
-def check_divisible(batch_size: int, world_size: int) -> None:
-    if batch_size % world_size:
-        raise ConfigError(
-            f"train.batch_size={batch_size} is the global batch; it must be divisible by the {world_size} processes"
-        )
 
 
 def banner(
@@ -202,105 +181,20 @@ def banner(
     return "\n".join(lines)
 
 
-def resumed_run_dir(resume: str | Path) -> Path:
-    """The run folder a ``--resume`` names: the folder itself, or the one a checkpoint file sits in."""
-    return Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
-
-
-def check_hand_edits(resume: str | Path, stored: RunConfig) -> None:
-    """A run's ``config.yaml`` records what trains it and is never read back. A resume refuses a
-    file that no longer matches the checkpoint in a setting no resume may change (an edit by
-    hand), and says which value goes on where it differs in one a resume may change (an edit, or
-    the ``--set`` of a resume that stopped before its first checkpoint)."""
-    path = resumed_run_dir(resume) / "config.yaml"
-    if not path.is_file():
-        return
-    try:
-        data = yaml.safe_load(path.read_text())
-        if not isinstance(data, dict):
-            raise ConfigError("not a mapping")
-        migrate_stored(data)
-        edited = config_changes(stored, validate(data, str(path)))
-    except (yaml.YAMLError, ConfigError) as error:
-        reason = str(error).splitlines()[0]
-        raise ConfigError(
-            f"{path} was edited and no longer reads as this run's config ({reason}); SeSim never reads it back: "
-            "put it back as it was (the checkpoint holds the run's settings) and change what a resume may change "
-            "with --set KEY=VALUE"
-        ) from None
-    fixed = {key: change for key, change in edited.items() if key not in RESUMABLE}
-    if fixed:
-        shown = "; ".join(f"{key}: {old} -> {new}" for key, (old, new) in list(fixed.items())[:3])
-        more = f" (and {len(fixed) - 3} more)" if len(fixed) > 3 else ""
-        raise ConfigError(
-            f"{path} was edited by hand ({shown}{more}), which no resume can change (it made the weights); SeSim "
-            "never reads the file back: put it back, or start a new run (--init-from RUN to keep the weights)"
-        )
-    if edited and os.environ.get("RANK", "0") == "0":  # a resume's --set no checkpoint recorded, or an edit
-        shown = "; ".join(f"{key}: {new} in the file, {old} in the checkpoint" for key, (old, new) in edited.items())
-        print(f"note: {path} differs from the checkpoint ({shown}); the checkpoint's values go on, "
-              "--set KEY=VALUE changes them", file=sys.stderr)  # fmt: skip
-
-
-def check_newest(resume: str | Path, checkpoint: dict) -> None:
-    """A run resumes from its newest checkpoint: resuming an older step file in place would write
-    the steps after it over the newer ones (and move ``latest.pt`` back)."""
-    if Path(resume).is_dir():
-        return
-    run_dir = resumed_run_dir(resume)
-    names = (f.name for f in (run_dir / "checkpoints").glob("step_*.pt"))
-    steps = [int(m.group(1)) for name in names if (m := re.fullmatch(r"step_(\d+)\.pt", name))]
-    newest = max(steps, default=checkpoint["step"])
-    if checkpoint["step"] < newest:
-        raise ConfigError(
-            f"--resume {resume}: step {checkpoint['step']} of {run_dir}, which already reached step {newest}; "
-            f"resuming it there would overwrite the newer checkpoints. Continue the run with --resume {run_dir}, "
-            f"or start a new run from that step with --init-from {resume}"
-        )
-
-
-def resume_config(resume: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[RunConfig, dict]:
-    """The stored config of the run to resume, with the ``--set`` overrides a resume may apply
-    (:data:`sesim.config.RESUMABLE`; anything else is a ``ConfigError`` naming the flag), and the
-    checkpoint it continues from."""
-    checkpoint = load_checkpoint(resume)
-    check_newest(resume, checkpoint)
-    data = copy.deepcopy(checkpoint["config"])
-    for assignment in overrides:
-        check_resumable(assignment)
-        apply_override(data, assignment)
-    config = validate(data, f"{resume} (stored config)", overrides)
-    if config.train.max_steps is not None and config.train.max_steps < checkpoint["step"]:
-        raise ConfigError(
-            f"train.max_steps={config.train.max_steps} is below the step {checkpoint['step']} the run has reached; "
-            "a resumed run can only go on (--set train.max_steps=N with N larger)"
-        )
-    return config, checkpoint
-
-
-def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint: dict | None = None) -> Path:
+def train(run: ResolvedRun | RunConfig | None, resume: str | Path | None = None) -> Path:
     """Train a translator; returns the run directory.
 
     Under ``torchrun`` each process runs this function; rank 0 writes the run directory.
 
     Args:
-        config: the resolved run configuration (its data must be set); with ``resume``, ``None``
-            takes the run's stored config, or pass :func:`resume_config`'s (changes only in
-            :data:`sesim.config.RESUMABLE` keys).
-        resume: a run directory (or checkpoint file) to continue exactly where it stopped, in the
-            same directory (with any number of processes).
-        checkpoint: the loaded checkpoint of ``resume``, when the caller already has it.
+        run: the run :func:`~sesim.training.resolve.resolve_run` resolved (a new run, or a resume
+            with its checkpoint). A config is resolved here as a new run.
+        resume: ``train(None, resume=RUN_DIR)`` is ``train(resolve_run(resume=RUN_DIR))``: continue
+            a run exactly where it stopped, in the same directory (with any number of processes).
     """
-    changes: dict[str, tuple] = {}
-    if resume is not None:
-        checkpoint = checkpoint if checkpoint is not None else load_checkpoint(resume)
-        config, changes = check_resume(resume, checkpoint, config)
-    if config is None:
-        raise TypeError("train: give a config, or resume=RUN_DIR")
-    if config.data.root is None and config.data.folder_a is None:
-        raise ConfigError("no data: pass --data DIR (with trainA/ and trainB/) or set data.folder_a and data.folder_b")
-    if resume is None:
-        config = absolute_paths(config)
+    if not isinstance(run, ResolvedRun):
+        run = resolve_run(run, resume=resume)
+    config = run.config
     if config.train.deterministic:
         # cuBLAS is deterministic only with a fixed workspace, chosen before its first use.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -309,7 +203,7 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
     try:
         device = pick_device(device_name, "train.device")
         with memory_cap(device):
-            return _train(config, checkpoint, changes, resume, processes, device, lock)
+            return _train(run, processes, device, lock)
     except Exception as error:
         if is_out_of_memory(error) and not isinstance(error, OutOfMemory):  # before the loop: building the run
             raise OutOfMemory(
@@ -320,59 +214,6 @@ def train(config: RunConfig | None, resume: str | Path | None = None, checkpoint
     finally:
         lock.release()
         distributed.stop(processes)
-
-
-def check_resume(resume: str | Path, checkpoint: dict, config: RunConfig | None) -> tuple[RunConfig, dict[str, tuple]]:
-    """Everything a resume checks before it trains (a dry run makes the same checks): the newest
-    checkpoint of its run, a config file not edited by hand, changes only where a resume may make
-    them, the data where the run says, and nobody training the folder now. Returns the config
-    that goes on (the stored one when ``config`` is ``None``) and its changes to the stored one."""
-    check_newest(resume, checkpoint)
-    stored = validate(checkpoint["config"], f"{resume} (stored config)")
-    check_hand_edits(resume, stored)
-    config = stored if config is None else config
-    changes = config_changes(stored, config)
-    _check_same_run(changes)
-    _check_data_is_here(config)
-    if os.environ.get("RANK", "0") == "0":
-        probe = RunLock()
-        probe.acquire(resumed_run_dir(resume))  # refuses while another process trains the run
-        probe.release()
-    return config, changes
-
-
-def config_changes(stored: RunConfig, config: RunConfig) -> dict[str, tuple]:
-    """``{dotted key: (stored value, new value)}`` for every key where ``config`` differs."""
-    flat_stored, flat_new = _flatten(stored.model_dump(mode="json")), _flatten(config.model_dump(mode="json"))
-    return {key: (flat_stored.get(key), value) for key, value in flat_new.items() if flat_stored.get(key) != value}
-
-
-def _check_same_run(changes: dict[str, tuple]) -> None:
-    """A resumed config may differ from the stored one only where a resume may change it."""
-    changed = [key for key in changes if key not in RESUMABLE]
-    if changed:
-        raise ConfigError(f"{changed[0]}: cannot change when resuming; start a new run or use --init-from RUN_DIR")
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _check_data_is_here(config: RunConfig) -> None:
-    """Runs started before paths were stored absolute hold a folder relative to where they began."""
-    folders = [config.data.folder_a, config.data.folder_b] if config.data.folder_a else [config.data.root]
-    for folder in folders:
-        if not Path(folder).is_dir():
-            raise DataError(
-                f"the run's data folder {folder} is not found from {Path.cwd()}; pass --data DIR "
-                "(or --set data.folder_a=... --set data.folder_b=...) to say where it is now"
-            )
 
 
 @dataclass
@@ -389,19 +230,20 @@ class Run:
     method: TranslationMethod
     schedulers: dict
     query_rng: torch.Generator
+    images: list[str]  # what the survey of the training images found
 
 
 def set_up(config: RunConfig, processes: Processes, device: torch.device) -> Run:
-    """Seeds, data, step plan, the method with its networks and optimizers, lr schedulers."""
+    """Seeds, data, step plan, the method with its networks and optimizers, lr schedulers (for a
+    config :func:`~sesim.training.resolve.resolve_run` resolved)."""
     t = config.train
-    check_divisible(t.batch_size, processes.world_size)
     # One seed governs data order, crops and query positions (shared by all processes); the
     # image pool and colour jitter draw from per-process seeds.
     torch.manual_seed(t.seed + processes.rank)
     random.seed(t.seed + processes.rank)
     query_rng = torch.Generator(device=device).manual_seed(t.seed)
     dataset = build_dataset(config)
-    check_survey(dataset)  # every header: an unreadable file or a shape that cannot batch, now
+    images = check_survey(dataset)  # every header: an unreadable file or a shape that cannot batch, now
     plan = plan_steps(t, len(dataset))
     dtype = weight_dtype(t.precision)
     layout = torch.channels_last if t.channels_last is True else torch.contiguous_format  # auto: contiguous
@@ -410,7 +252,7 @@ def set_up(config: RunConfig, processes: Processes, device: torch.device) -> Run
     schedulers = {
         name: torch.optim.lr_scheduler.LambdaLR(optimizer, plan.factor) for name, optimizer in method.optimizers.items()
     }
-    return Run(config, processes, device, dtype, layout, dataset, plan, method, schedulers, query_rng)
+    return Run(config, processes, device, dtype, layout, dataset, plan, method, schedulers, query_rng, images)
 
 
 PROBE_SIDE = 64  # side of the images whose forward pass is measured before a run starts
@@ -509,14 +351,12 @@ def data_loader(run: Run, step: int) -> DataLoader:
     )
 
 
-def open_run_dir(run: Run, resume, fresh: bool, changed: bool, lock: RunLock) -> Path:
+def open_run_dir(run: Run, resume: Path | None, changed: bool, lock: RunLock) -> Path:
     """A new numbered folder (or the resumed run's), locked for this run's writes (a folder has one
     writer; taken before the config is rewritten), with the config as it now is; every process
     learns its path, or the lock's refusal."""
-    main = run.processes.main
-    run_dir, refused = None, None
-    if resume is not None:
-        run_dir = resumed_run_dir(resume)
+    main, fresh = run.processes.main, resume is None
+    run_dir, refused = None if fresh else resumed_run_dir(resume), None
     if main:
         try:
             run_dir = new_run_dir(run.config.log.out_dir, run.config.name) if fresh else run_dir
@@ -531,17 +371,11 @@ def open_run_dir(run: Run, resume, fresh: bool, changed: bool, lock: RunLock) ->
     return Path(run_dir)
 
 
-def _train(
-    config: RunConfig,
-    checkpoint: dict | None,
-    changes: dict,
-    resume,
-    processes: Processes,
-    device: torch.device,
-    lock: RunLock,
-) -> Path:
+def _train(resolved: ResolvedRun, processes: Processes, device: torch.device, lock: RunLock) -> Path:
+    # -- set up: the method on its device, where the run starts, the step as it will run --
+    config, checkpoint = resolved.config, resolved.checkpoint
     run = set_up(config, processes, device)
-    step, resumed, notes = restore(run, checkpoint, changes)
+    step, resumed, notes = restore(run, checkpoint, resolved.changes)
     training_step = speed_up(run)
     t, log, v, main, method = config.train, config.log, config.validation, processes.main, run.method
     validator = Validator(v, device) if v.every and main else None
@@ -552,7 +386,8 @@ def _train(
     checkpointer = Checkpointer(config, method, run.schedulers, processes, run.query_rng)
     loader = data_loader(run, step)
     fresh, total = checkpoint is None, run.plan.total_steps
-    run_dir = open_run_dir(run, resume, fresh, bool(changes), lock)
+    # -- the run folder, the log, what the user is told before the first step --
+    run_dir = open_run_dir(run, resolved.resume, bool(resolved.changes), lock)
     logger = RunLogger(run_dir, tensorboard=log.tensorboard) if main else None
     if main:
         print(banner(run_dir, step, run.dataset, device, config, processes.world_size, run.plan))
@@ -561,6 +396,7 @@ def _train(
         if note:
             bar.write(f"note: {note}")
             logger.event(step, kind, note=note)
+    # -- the guards: unreadable files, non-finite losses, stop requests, the time budget --
     skipped, nonfinite, guarded = SkippedFiles(), NonFiniteBudget(t.max_nonfinite_steps), SkippedUpdates()
 
     def report_nonfinite(found: NonFiniteStep) -> None:
@@ -582,6 +418,7 @@ def _train(
     torch.use_deterministic_algorithms(t.deterministic or was_deterministic)
     saved, in_step = step, False
     batches = Batches(loader)
+    # -- the steps: train, log, sample, validate, save, stop --
     try:
         with stops:
             # Each batch is fetched before the processes agree on what comes next, so a file that
@@ -643,6 +480,7 @@ def _train(
                     break
             if failed:
                 raise batches.failure(processes)
+    # -- a failure: no empty run folder, the last good step saved, one line for out of memory --
     except BaseException as error:
         if fresh and step == 0 and main:  # nothing trained: leave no empty numbered folder behind
             if logger is not None:
@@ -737,4 +575,13 @@ def validate_and_keep_best(run: Run, validator: Validator | None, best: BestScor
     return improved
 
 
-__all__ = ["DeviceError", "Interrupted", "TrainingStopped", "preflight", "resume_config", "train"]
+__all__ = [
+    "DeviceError",
+    "Interrupted",
+    "ResolvedRun",
+    "TrainingStopped",
+    "preflight",
+    "resolve_run",
+    "resume_config",
+    "train",
+]

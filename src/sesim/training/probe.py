@@ -60,18 +60,25 @@ def time_steps(step: Callable, batch: tuple, device: torch.device, warmup: int, 
 
 
 def probe(
-    config: RunConfig, warmup: int = WARMUP, measured: int = MEASURED, search: bool = True, step: int = 0
+    config: RunConfig,
+    warmup: int = WARMUP,
+    measured: int = MEASURED,
+    search: bool = True,
+    step: int = 0,
+    decode: bool = False,
 ) -> dict:
-    """Set the configured run up as ``sesim train`` would (no run folder), run ``warmup`` +
+    """Set the configured run up as ``sesim train`` would (no run folder), make the dry run's
+    checks on it (``checks``: their lines; ``decode`` as ``--dry-run=full``), run ``warmup`` +
     ``measured`` steps on synthetic batches of its shape, and measure them; with ``search``, also
     the largest batch and crop that fit. ``step``: where a resumed run stands (the schedule's
     time is that of the steps left)."""
-    from sesim.training.loop import memory_fixes, set_up, speed_up
+    from sesim.training.loop import memory_fixes, preflight, set_up, speed_up
 
     device = pick_device(config.train.device, "train.device")
     d, t = config.data, config.train
     with memory_cap(device):
         run = set_up(config, Processes(), device)
+        checks = preflight(config, decode, run)
         size = next(iter(run.dataset.sizes.values())) if d.preprocess == "none" else (d.crop_size, d.crop_size)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -91,7 +98,7 @@ def probe(
             torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
         )
         result = {
-            "device": name,
+            "checks": checks, "device": name,
             "method": config.method, "preset": config.name, "batch_size": t.batch_size, "image_size": list(size),
             "precision": t.precision, "compile": t.compile, "activation_checkpointing": t.activation_checkpointing,
             "step_s_median": median, "step_s": times, "images_per_s": t.batch_size / median,
