@@ -44,9 +44,8 @@ def main() -> None:
     free = available_memory(device)
     fitting = auto_tile(args.size**2, free, per_pixel)
     tile = fit_tile(args.size, args.size, fitting) if fitting else None  # what translate_paths uses
-    notes: list[str] = []
     start = time.perf_counter()
-    written = translate_paths(generator, folder / "large.png", folder / "out.png", device, notes=notes, progress=False)
+    written = translate_paths(generator, folder / "large.png", folder / "out.png", device, progress=False)
     seconds = time.perf_counter() - start
     result = {
         "benchmark": "translate_large",
@@ -59,7 +58,7 @@ def main() -> None:
         "seconds": round(seconds, 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "output_size": list(Image.open(written[0]).size),
-        "notes": notes,
+        "notes": written.notes,
     }
     emit(result, args.out)
 

@@ -8,8 +8,8 @@ from PIL import Image
 
 from sesim.analysis.alignment import analyze, auc, paired_files, patch_nce
 from sesim.cli import main
-from sesim.data.images import DataError
 from sesim.data.synthetic import write_domains
+from sesim.errors import DataError
 from sesim.training.loop import train
 from tests.helpers import tiny_config, tiny_data
 

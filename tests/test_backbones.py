@@ -6,8 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from sesim.backbones import BACKBONES, WeightsUnavailableError, build_backbone
+from sesim.backbones import BACKBONES, build_backbone
 from sesim.backbones.vgg import VGG16_FILE
+from sesim.errors import WeightsUnavailableError
 
 pytestmark = pytest.mark.numerics  # float comparisons: CI re-runs them with AVX2 kernels
 

@@ -11,9 +11,8 @@ import pytest
 from PIL import Image
 
 from sesim.cli import main
-from sesim.config import ConfigError
 from sesim.data.download import download
-from sesim.data.images import DataError
+from sesim.errors import ConfigError, DataError
 from sesim.training.loop import train
 from tests.helpers import TINY, tiny_config, tiny_data
 
@@ -117,7 +116,7 @@ def test_dry_run_notes_what_skip_mode_will_skip(tmp_path, capsys):
 
 
 def _offline(url, file_name, what, hint):
-    from sesim.backbones import WeightsUnavailableError
+    from sesim.errors import WeightsUnavailableError
 
     raise WeightsUnavailableError(f"{what}: no local weights and the download failed (URLError); {hint}")
 

@@ -3,7 +3,8 @@
 import pytest
 from pydantic import BaseModel
 
-from sesim.config import ConfigError, load_config
+from sesim.config import load_config
+from sesim.errors import ConfigError
 from sesim.presets import preset_names
 
 

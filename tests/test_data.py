@@ -5,9 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from sesim.data.images import DataError, image_size, list_images, load_rgb
+from sesim.data.images import image_size, list_images, load_rgb
 from sesim.data.synthetic import render_flat, render_layout, render_textured, write_domains
 from sesim.data.unpaired import UnpairedImages
+from sesim.errors import DataError
 from sesim.evaluation.layout import layout_iou
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sesim.backbones.weights import WeightsUnavailableError
 from sesim.cli import main
+from sesim.errors import WeightsUnavailableError
 from sesim.evaluation.distribution import EfficientNetFeatures, distribution_scores, inception_network
 from sesim.evaluation.evaluate import evaluate, markdown
 from sesim.evaluation.paired import psnr_ssim

@@ -6,8 +6,9 @@ import torch
 import sesim.inference.export as export_module
 from sesim.cli import main
 from sesim.data.images import load_rgb, to_tensor
+from sesim.errors import ExportError
 from sesim.inference import load_generator
-from sesim.inference.export import ExportError, export_generator, read_metadata, run_exported
+from sesim.inference.export import export_generator, read_metadata, run_exported
 from sesim.inference.translate import pad_to_multiple, translate_tensor
 from sesim.training.loop import train
 from tests.helpers import tiny_config, tiny_data

@@ -190,3 +190,18 @@ def test_the_loss_loads_no_generator_or_discriminator():
 def test_the_analysis_loads_no_training_method():
     loaded = _loaded_after_import("sesim.analysis.alignment", "sesim.analysis.similarity_maps")
     assert not [m for m in loaded if m.startswith("sesim.methods")], loaded
+
+
+def test_error_classes_are_imported_from_sesim_errors_only():
+    """One path per error class: ``from sesim.errors import X``, never a module that re-exports it."""
+    import sesim.errors
+
+    classes = {name for name, value in vars(sesim.errors).items() if isinstance(value, type)}
+    elsewhere = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sesim"):
+                if node.module != "sesim.errors":
+                    elsewhere += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name in classes]
+    assert classes >= {"ConfigError", "DataError", "OutOfMemory", "Interrupted"}
+    assert not elsewhere, elsewhere

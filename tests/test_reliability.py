@@ -212,7 +212,7 @@ def test_an_error_between_steps_saves_them_first_and_the_run_resumes_exactly(tmp
     """A bad image met at step 4 (checkpoints every 100 steps): steps 1-3 are saved before the
     error ends the run, and resuming them gives the weights of a run that never failed."""
     import sesim.data.unpaired as unpaired
-    from sesim.data.images import DataError
+    from sesim.errors import DataError
 
     original, calls = unpaired.load_rgb, {"n": 0}
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sesim.backbones.weights import WeightsUnavailableError
 from sesim.cli import main
+from sesim.errors import WeightsUnavailableError
 from sesim.evaluation.drn import DRNSegmenter
 from sesim.evaluation.segmentation import IGNORE, confusion, match_key, scores, train_ids
 from sesim.evaluation.segscore import cityscapes_score, load_segmenter

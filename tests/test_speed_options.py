@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sesim.checkpoint import load_checkpoint
-from sesim.data.images import DataError
 from sesim.data.unpaired import UnpairedImages
+from sesim.errors import DataError
 from sesim.inference import load_generator, resolve_precision
 from sesim.losses import sample_query_ids, spatial_correlative_loss
 from sesim.methods import OneSidedTranslation

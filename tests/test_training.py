@@ -6,8 +6,9 @@ import os
 import pytest
 import torch
 
-from sesim.checkpoint import CheckpointError, load_checkpoint
+from sesim.checkpoint import load_checkpoint
 from sesim.config import load_config
+from sesim.errors import CheckpointError
 from sesim.methods import OneSidedTranslation, Optimization
 from sesim.training.loop import train
 from tests.helpers import tiny_config, tiny_data

@@ -12,6 +12,7 @@ from PIL import Image
 
 import sesim.inference.translate as translate_module
 from sesim.cli import main
+from sesim.errors import DataError
 from sesim.inference import load_generator
 from sesim.inference.tiling import auto_tile, bytes_per_pixel, translate_tiled
 from sesim.inference.translate import translate_tensor
@@ -195,6 +196,21 @@ def test_a_folder_translates_around_unreadable_images_and_says_so(tmp_path, chec
     assert sorted(os.listdir(out)) == ["a.png", "c.png"] and "wrote 2 image(s)" in captured.out
     assert captured.err.count("warning: skipped: cannot read image") == 2
     assert "2 input(s) could not be read and were skipped" in captured.err and "Traceback" not in captured.err
+
+
+def test_translate_paths_returns_what_it_wrote_skipped_and_has_to_say(tmp_path, checkpoint):
+    """The library's answer is its return value: the written paths, the notes, the skipped inputs."""
+    from sesim.inference.translate import translate_paths
+
+    inputs, out = write_inputs(tmp_path / "in", ("a.png", "a.jpg", "b.png")), tmp_path / "out"
+    (inputs / "b.png").write_bytes(b"not an image")
+    generator = load_generator(checkpoint).generator
+    result = translate_paths(generator, inputs, out, skip_unreadable=True, progress=False)
+    assert sorted(p.name for p in result) == ["a_jpg.png", "a_png.png"] and all(p.is_file() for p in result)
+    assert any("share a name" in note for note in result.notes)
+    assert len(result.skipped) == 1 and "b.png" in result.skipped[0]
+    with pytest.raises(DataError, match=r"b\.png"):  # without skip_unreadable the bad input stops it
+        translate_paths(generator, inputs, tmp_path / "again", progress=False)
 
 
 def test_a_folder_stopped_by_a_bad_image_is_finished_with_skip_existing(tmp_path, checkpoint, capsys):

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from sesim.checkpoint import load_checkpoint
-from sesim.config import ConfigError, load_config
+from sesim.config import load_config
+from sesim.errors import ConfigError
 from sesim.training.loop import train
 from tests.helpers import tiny_config, tiny_data
 

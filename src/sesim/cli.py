@@ -20,7 +20,8 @@ from sesim.presets import preset_names, preset_summary
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sesim.config import ConfigError, to_yaml
+    from sesim.config import to_yaml
+    from sesim.errors import ConfigError
     from sesim.training.loop import preflight, train
     from sesim.training.resolve import resolve_run
 
@@ -86,7 +87,7 @@ def check_reports(paths: list[Path], option: str, overwrite: bool) -> None:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from sesim.config import ConfigError
+    from sesim.errors import ConfigError
     from sesim.inference import load_generator, translate_paths
     from sesim.runtime import pick_device, resolve_precision
 
@@ -103,24 +104,22 @@ def _translate(args: argparse.Namespace) -> int:
     generator = loaded.generator
     autocast = resolve_precision(args.precision, device)
     styles = _styles(loaded, args, device)
-    notes: list[str] = []
-    unreadable: list[str] = []
     written = translate_paths(
         generator, args.input, args.output, device, args.batch_size, autocast, styles,
-        tile=args.tile, overlap=args.tile_overlap, overwrite=args.overwrite, notes=notes,
-        skip_existing=args.skip_existing, name_styles=args.num_styles is not None,
-        unreadable=unreadable if args.on_bad_image == "skip" and Path(args.input).is_dir() else None,
+        tile=args.tile, overlap=args.tile_overlap, overwrite=args.overwrite, skip_existing=args.skip_existing,
+        skip_unreadable=args.on_bad_image == "skip" and Path(args.input).is_dir(),
+        name_styles=args.num_styles is not None,
     )  # fmt: skip
-    for note in notes:
+    for note in written.notes:
         print(f"note: {note}", file=sys.stderr)
     if written:
         folders = sorted({str(Path(path).parent) for path in written})
         shown = ", ".join(Path(path).name for path in written[:3]) + (", ..." if len(written) > 3 else "")
         print(f"wrote {len(written)} image(s) to {', '.join(folders)}: {shown}")
-    elif not unreadable:
+    elif not written.skipped:
         print(f"wrote nothing: every input already has its output in {args.output}")
-    if unreadable:
-        print(f"sesim: error: {len(unreadable)} input(s) could not be read and were skipped (listed above); "
+    if written.skipped:
+        print(f"sesim: error: {len(written.skipped)} input(s) could not be read and were skipped (listed above); "
               "fix or remove them, then --skip-existing translates just those", file=sys.stderr)  # fmt: skip
         return 2
     return 0
@@ -159,8 +158,9 @@ def _styles(loaded, args: argparse.Namespace, device):
     image (at the training scale, in training-size views: any size fits in memory)."""
     import torch
 
-    from sesim.config import ConfigError, stored_config
+    from sesim.config import stored_config
     from sesim.data.images import load_rgb
+    from sesim.errors import ConfigError
     from sesim.inference.style import reference_style
 
     generator = loaded.generator
@@ -177,7 +177,7 @@ def _styles(loaded, args: argparse.Namespace, device):
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sesim.config import ConfigError
+    from sesim.errors import ConfigError
     from sesim.inference.export import ExportMismatch, export_generator
 
     if not args.tolerance >= 0:
@@ -250,7 +250,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _visualize(args: argparse.Namespace) -> int:
     from sesim.analysis.similarity_maps import visualize
-    from sesim.config import ConfigError
+    from sesim.errors import ConfigError
 
     if args.point and (args.num_points is not None or args.seed is not None):
         raise ConfigError("--num-points and --seed draw random points; with --point they do nothing: leave them out")
@@ -266,7 +266,7 @@ def _visualize(args: argparse.Namespace) -> int:
 
 
 def _point(text: str) -> tuple[int, int]:
-    from sesim.config import ConfigError
+    from sesim.errors import ConfigError
 
     try:
         x, y = (int(v) for v in text.split(","))
@@ -276,7 +276,7 @@ def _point(text: str) -> tuple[int, int]:
 
 
 def _segscore(args: argparse.Namespace) -> int:
-    from sesim.config import ConfigError
+    from sesim.errors import ConfigError
     from sesim.evaluation.segscore import cityscapes_score, load_segmenter, markdown
     from sesim.outputs import write_report
     from sesim.runtime import pick_device
@@ -652,15 +652,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run_capped(args)
     except KeyboardInterrupt as stop:
-        if getattr(stop, "run_dir", None) is not None:  # training's Interrupted: a checkpoint was saved
-            print(
-                f"sesim: interrupted at step {stop.step}; checkpoint saved. "
-                f"Continue with: sesim train --resume {stop.run_dir}",
-                file=sys.stderr,
-            )
-        else:
-            hint = getattr(stop, "hint", None)  # translate: what was written and how to finish it
-            print(f"sesim: interrupted{f'; {hint}' if hint else ''}", file=sys.stderr)
+        from sesim.errors import Interrupted  # its message says what was kept and how to go on
+
+        print(f"sesim: {stop if isinstance(stop, Interrupted) else 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as error:
         line = one_line(error) if is_user_error(error) else _out_of_memory(args, error)

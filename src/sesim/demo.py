@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sesim.config import ConfigError, Update, updates
+from sesim.config import Update, updates
 from sesim.data.images import image_grid, list_images, load_rgb, to_image, to_tensor
 from sesim.data.synthetic import write_domains
+from sesim.errors import ConfigError
 from sesim.evaluation.layout import colour_scores, layout_iou
 from sesim.inference import load_generator, pick_device, translate_tensor
 from sesim.networks import build_generator

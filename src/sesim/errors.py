@@ -66,6 +66,11 @@ def disk_full(folder, needed_bytes: int | None, what: str, then: str) -> DiskFul
     return DiskFull(f"disk full at {folder}: {what} did not fit ({needed}{free}); {then}")
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a command that kept what it had done; the message ("interrupted
+    ...") says what that is and how to go on (``sesim`` prints it and exits with 130)."""
+
+
 class OutOfMemory(SesimError, MemoryError):
     """A command needed more memory than its device has; the message says what ran out, at which
     size, and the setting to change."""

@@ -23,8 +23,8 @@ from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc
 
 from sesim.backbones import BACKBONES, DEFAULT_TAPS, build_backbone
-from sesim.config import ConfigError
-from sesim.data.images import DataError, list_images, load_rgb, to_tensor
+from sesim.data.images import list_images, load_rgb, to_tensor
+from sesim.errors import ConfigError, DataError
 from sesim.losses import patch_nce_loss, sample_query_ids, spatial_correlative_loss
 from sesim.runtime import available_ram
 

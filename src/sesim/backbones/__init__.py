@@ -10,8 +10,7 @@ import os
 from sesim.backbones.base import FrozenBackbone, check_taps
 from sesim.backbones.efficientnet import EfficientNetLite0Features
 from sesim.backbones.vgg import VGG16Features
-from sesim.backbones.weights import WeightsUnavailableError
-from sesim.errors import ConfigError
+from sesim.errors import ConfigError, WeightsUnavailableError
 
 BACKBONES: dict[str, type[FrozenBackbone]] = {
     "vgg16": VGG16Features,

@@ -11,7 +11,7 @@ from urllib.request import urlopen
 
 from tqdm import tqdm
 
-from sesim.data.images import DataError
+from sesim.errors import DataError
 
 CYCLEGAN_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
 # name -> archive URL; all hold trainA/ trainB/ testA/ testB/ after extraction.

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from sesim.data.images import DataError, image_size, list_images, load_rgb, to_tensor
+from sesim.data.images import image_size, list_images, load_rgb, to_tensor
 from sesim.data.transforms import Preprocess, augment, multiple_of_4_size
+from sesim.errors import DataError
 
 SKIP_HINT = "--set data.on_bad_image=skip skips unreadable images"
 

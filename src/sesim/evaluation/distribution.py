@@ -19,8 +19,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from sesim.backbones import build_backbone
-from sesim.backbones.weights import WeightsUnavailableError, hub_checkpoint_path, load_state_dict_file
-from sesim.errors import DataError
+from sesim.backbones.weights import hub_checkpoint_path, load_state_dict_file
+from sesim.errors import DataError, WeightsUnavailableError
 from sesim.files import INCEPTION_FILE
 
 # torch-fidelity's port of the TensorFlow FID Inception (what torchmetrics uses).

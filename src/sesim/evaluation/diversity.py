@@ -15,8 +15,8 @@ from urllib.error import URLError
 import torch
 from torch import Tensor
 
-from sesim.backbones.weights import WeightsUnavailableError, hub_checkpoint_path, load_state_dict_file
-from sesim.errors import DataError
+from sesim.backbones.weights import hub_checkpoint_path, load_state_dict_file
+from sesim.errors import DataError, WeightsUnavailableError
 
 # torchvision's file for each LPIPS backbone (torchmetrics loads it through torchvision).
 LPIPS_FILES = {

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sesim.data.images import DataError, list_images, load_rgb, same_size_batches, to_tensor
-from sesim.errors import ConfigError
+from sesim.data.images import list_images, load_rgb, same_size_batches, to_tensor
+from sesim.errors import ConfigError, DataError
 from sesim.evaluation.distribution import (
     EfficientNetFeatures,
     distribution_scores,

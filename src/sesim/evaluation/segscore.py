@@ -16,8 +16,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from sesim.backbones.weights import WeightsUnavailableError, load_state_dict_file
-from sesim.data.images import DataError, list_images, load_rgb, to_tensor
+from sesim.backbones.weights import load_state_dict_file
+from sesim.data.images import list_images, load_rgb, to_tensor
+from sesim.errors import DataError, WeightsUnavailableError
 from sesim.evaluation.drn import DRNSegmenter
 from sesim.evaluation.segmentation import confusion, match_key, scores, segment, train_ids
 

@@ -15,14 +15,13 @@ from tqdm import tqdm
 from sesim import errors
 from sesim.data.images import (
     IMAGE_EXTENSIONS,
-    DataError,
     list_images,
     load_rgb,
     same_size_batches,
     to_image,
     to_tensor,
 )
-from sesim.errors import DiskFull, disk_full, is_disk_full
+from sesim.errors import DataError, DiskFull, Interrupted, disk_full, is_disk_full
 from sesim.inference.tiling import auto_tile, bytes_per_pixel, count_tiles, fit_tile, translate_tiled
 from sesim.outputs import refuse_existing, written_in_place
 from sesim.runtime import available_memory, is_out_of_memory
@@ -162,11 +161,10 @@ def translate_paths(
     overlap: int | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
-    notes: list[str] | None = None,
     skip_existing: bool = False,
-    unreadable: list[str] | None = None,
+    skip_unreadable: bool = False,
     name_styles: bool = True,
-) -> list[Path]:
+) -> Translated:
     """Translate a file or every image of a folder; consecutive images of one size share a batch.
 
     Output names: see :func:`plan_outputs`; an output that is an input file or lies inside the
@@ -174,24 +172,26 @@ def translate_paths(
     unless the memory estimate says one would not fit (then tiles of a size that does), ``0``
     always whole, ``N`` in ``N x N`` tiles (:func:`sesim.inference.tiling.translate_tiled`) for any image
     larger than that. ``progress``: a bar over images and tiles (``None``: on a terminal only).
-    ``notes`` collects what the caller should tell the user (renamed outputs, automatic tiling).
     ``skip_existing`` translates only what has no output yet (the rest of a folder after a stop or
-    an unreadable image). ``unreadable``: given, an input that cannot be read is skipped with a
-    warning on stderr and its error is appended there (the caller decides what that means);
-    ``None`` stops at it. ``name_styles=False``: one style (a reference image's), outputs named as
+    an unreadable image). ``skip_unreadable``: an input that cannot be read is skipped with a
+    warning on stderr (the result lists it; the caller decides what that means) instead of
+    stopping there. ``name_styles=False``: one style (a reference image's), outputs named as
     without styles (no ``_s0``). Each output is written under a temporary name and then renamed, so a stop
     never leaves a truncated image behind to be taken for a finished one.
+
+    Returns the written paths (a list), with ``notes`` for the user (renamed outputs, automatic
+    tiling, inputs already done) and the ``skipped`` unreadable inputs' errors.
     """
     if overwrite and skip_existing:
         raise DataError("--overwrite replaces existing outputs, --skip-existing keeps them: give one")
     source, output, device = Path(source), Path(output), torch.device(device)
-    notes = [] if notes is None else notes
+    result = Translated()
     if styles is not None and not name_styles and len(styles) != 1:
         raise ValueError(f"name_styles=False takes one style, got {len(styles)}")
     count = len(styles) if styles is not None and name_styles else 0
-    jobs, keep = pending_jobs(source, output, count, overwrite, skip_existing, notes)
+    jobs, keep = pending_jobs(source, output, count, overwrite, skip_existing, result.notes)
     if not jobs:
-        return []
+        return result
     try:
         jobs[0].targets[0].parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -199,35 +199,42 @@ def translate_paths(
     per_pixel = bytes_per_pixel(generator, device) if tile is None else 0.0
     free = available_memory(device) if tile is None else None
     codes = [None] if styles is None else list(styles)
-    written: list[Path] = []
     bar = tqdm(total=len(jobs), unit="image", disable=None if progress is None else not progress, leave=False)
     try:
-        images_in_order = readable(jobs, unreadable, bar)
+        images_in_order = readable(jobs, result.skipped if skip_unreadable else None, bar)
         for group in same_size_batches(images_in_order, lambda item: item[1].size, batch_size):
-            side, parts = fit_in_memory(group, tile, free, per_pixel, notes)
+            side, parts = fit_in_memory(group, tile, free, per_pixel, result.notes)
             for part in parts:
                 images = torch.stack([to_tensor(image) for _, image in part]).to(device)
                 for k, code in enumerate(codes):
-                    results = _translate_batch(generator, images, autocast, code, side, overlap, bar, part)
-                    for (job, _), result in zip(part, results, strict=True):
+                    translations = _translate_batch(generator, images, autocast, code, side, overlap, bar, part)
+                    for (job, _), translation in zip(part, translations, strict=True):
                         if job.targets[k] not in keep:
-                            save_image(to_image(result), job.targets[k])
-                            written.append(job.targets[k])
+                            save_image(to_image(translation), job.targets[k])
+                            result.append(job.targets[k])
                 bar.update(len(part))
     except (DataError, DiskFull, KeyboardInterrupt) as stop:
-        if written and len(jobs) > 1:
+        if result and len(jobs) > 1:
             rest = (
-                f"{len(written)} output(s) written to {written[0].parent}; "
+                f"{len(result)} output(s) written to {result[0].parent}; "
                 "rerun with --skip-existing to translate only the rest"
             )
             if isinstance(stop, KeyboardInterrupt):
-                stop.hint = rest  # the CLI prints it under "interrupted"
-                raise
+                raise Interrupted(f"interrupted; {rest}") from None
             raise type(stop)(f"{stop}; {rest}") from None
         raise
     finally:
         bar.close()
-    return written
+    return result
+
+
+class Translated(list):
+    """The paths :func:`translate_paths` wrote, in order, with what the user should be told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notes: list[str] = []  # renamed outputs, automatic tiling, inputs that were done already
+        self.skipped: list[str] = []  # the errors of unreadable inputs that were skipped
 
 
 def pending_jobs(

@@ -15,12 +15,12 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import DataLoader
 
-from sesim.backbones import WeightsUnavailableError
+from sesim import errors
 from sesim.backbones.vgg import VGG16_FILE
 from sesim.backbones.weights import hub_checkpoint_path
-from sesim.config import ConfigError, RunConfig, TrainConfig, to_yaml
+from sesim.config import RunConfig, TrainConfig, to_yaml
 from sesim.data.unpaired import StepSampler, UnpairedImages, check_survey, domain_folders
-from sesim.errors import DeviceError, OutOfMemory, one_line
+from sesim.errors import ConfigError, DeviceError, OutOfMemory, WeightsUnavailableError, one_line
 from sesim.evaluation.held_out import HELD_OUT_METRICS
 from sesim.methods import METHODS, NonFiniteLoss, Optimization, TranslationMethod
 from sesim.outputs import check_writable
@@ -58,11 +58,11 @@ from sesim.training.state import Checkpointer, load_initial_weights, restore_tra
 from sesim.training.validation import Validator, held_out_files
 
 
-class Interrupted(KeyboardInterrupt):
+class Interrupted(errors.Interrupted):
     """SIGINT/SIGTERM arrived; a checkpoint of the last finished step was saved."""
 
     def __init__(self, run_dir: Path, step: int) -> None:
-        super().__init__(f"interrupted at step {step}")
+        super().__init__(f"interrupted at step {step}; checkpoint saved. Continue with: sesim train --resume {run_dir}")
         self.run_dir, self.step = run_dir, step
 
 

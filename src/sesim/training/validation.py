@@ -10,7 +10,8 @@ from PIL import Image
 from torch import nn
 
 from sesim.config import ValidationConfig
-from sesim.data.images import DataError, list_images, load_rgb, to_image, to_tensor
+from sesim.data.images import list_images, load_rgb, to_image, to_tensor
+from sesim.errors import DataError
 from sesim.evaluation.held_out import HELD_OUT_METRICS
 from sesim.inference.translate import translate_tensor
 
