@@ -13,7 +13,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-HELD_OUT = range(1001, 1097)
+from maps_split import HELD_OUT
 
 
 def main() -> None:

@@ -13,16 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from maps_split import HELD_OUT, TRAINING, held_out_image
 from sesim.config import load_config
-from sesim.data.images import load_rgb, to_image, to_tensor
+from sesim.data.images import to_image, to_tensor
 from sesim.evaluation.paired import maps_protocol
 from sesim.inference import load_generator, pick_device
 from sesim.inference.translate import translate_tensor
 from sesim.training.loop import train
 
-HELD_OUT = range(1001, 1097)
 CPU_RECIPE = [
     "loss.backbone=efficientnet_lite0", "loss.taps=[stage2,stage3,stage5]", "loss.window=null",
     "data.load_size=143", "data.crop_size=128", "data.workers=2",
@@ -35,7 +34,7 @@ def training_split(maps: Path, scratch: Path) -> Path:
     """``scratch/trainA|trainB`` with links to files 1-1000 only (1001-1096 stay held out)."""
     for domain in ("trainA", "trainB"):
         (scratch / domain).mkdir(parents=True, exist_ok=True)
-        for i in range(1, 1001):
+        for i in TRAINING:
             link = scratch / domain / f"{i}.jpg"
             if not link.exists():
                 link.symlink_to((maps / domain / f"{i}.jpg").resolve())
@@ -46,10 +45,10 @@ def evaluate(run_dir: Path, maps: Path, device: torch.device) -> dict:
     generator, _ = load_generator(run_dir / "checkpoints" / "latest.pt", device)
     predictions, targets = [], []
     for i in HELD_OUT:
-        aerial = to_tensor(load_rgb(maps / "trainA" / f"{i}.jpg").resize((256, 256), Image.BICUBIC))
+        aerial = to_tensor(held_out_image(maps, "trainA", i))
         output = translate_tensor(generator, aerial[None].to(device))[0]
         predictions.append(np.asarray(to_image(output)))
-        targets.append(np.asarray(load_rgb(maps / "trainB" / f"{i}.jpg").resize((256, 256), Image.BICUBIC)))
+        targets.append(np.asarray(held_out_image(maps, "trainB", i)))
     scores = maps_protocol(predictions, targets)
     return {"rmse": scores.rmse, "accuracy_below_5": scores.accuracy_5, "accuracy_below_10": scores.accuracy_10,
             "images": scores.images}  # fmt: skip

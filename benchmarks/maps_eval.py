@@ -12,11 +12,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from PIL import Image
-
+from maps_split import HELD_OUT, held_out_image
 from sesim.cli import main as sesim
-
-HELD_OUT = range(1001, 1097)
 
 
 def held_out_folders(maps: Path, scratch: Path) -> tuple[Path, Path]:
@@ -24,8 +21,7 @@ def held_out_folders(maps: Path, scratch: Path) -> tuple[Path, Path]:
     for folder, domain in ((aerial, "trainA"), (truth, "trainB")):
         folder.mkdir(parents=True, exist_ok=True)
         for i in HELD_OUT:
-            with Image.open(maps / domain / f"{i}.jpg") as image:
-                image.convert("RGB").resize((256, 256), Image.BICUBIC).save(folder / f"{i}.png")
+            held_out_image(maps, domain, i).save(folder / f"{i}.png")
     return aerial, truth
 
 

@@ -37,15 +37,32 @@ def test_result_tables_match_their_json():
     assert tables.render(tampered) != tampered
 
 
+def test_training_snippet_runs(tmp_path):
+    """The Python block that trains, on the tiny data and settings, and its resume."""
+    from sesim.training.loop import train
+    from tests.helpers import TINY, tiny_data
+
+    (snippet,) = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "resolve_run(" in b]
+    data = tiny_data(tmp_path / "data")
+    settings = [*TINY, f"log.out_dir={tmp_path / 'runs'}", "train.max_steps=1"]
+    snippet = snippet.replace('"datasets/horse2zebra"', repr(str(data)))
+    snippet = snippet.replace('overrides=["train.max_steps=1000"]', f"overrides={settings!r}")
+    namespace: dict = {}
+    exec(compile(snippet, "README training snippet", "exec"), namespace)
+    run_dir = namespace["run_dir"]
+    assert (run_dir / "checkpoints" / "latest.pt").is_file()
+    resumed = namespace["resolve_run"](resume=run_dir, overrides=["train.max_steps=2"])
+    assert resumed.step == 1 and train(resumed) == run_dir
+
+
 def test_inference_snippet_runs(tmp_path):
-    """The second Python block, with its run folder, photo and output pointed at real files."""
+    """The Python block that translates, with its run folder, photo and output pointed at real files."""
     from sesim.training.loop import train
     from tests.helpers import tiny_config, tiny_data
 
     data = tiny_data(tmp_path / "data")
     run_dir = train(tiny_config("fsesim", data, tmp_path / "runs", "train.max_steps=1"))
-    snippet = re.findall(r"```python\n(.*?)```", README, re.S)[1]
-    assert "from sesim.inference import" in snippet
+    (snippet,) = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "from sesim.inference import" in b]
     photo, output = data / "testA" / "0000.png", tmp_path / "translated.png"
     snippet = snippet.replace('"runs/001-fsesim"', repr(str(run_dir)))
     snippet = snippet.replace('"photo.jpg"', repr(str(photo))).replace('"translated.png"', repr(str(output)))

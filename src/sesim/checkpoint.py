@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from sesim import __version__
-from sesim.config import migrate_stored
+from sesim.config import migrate_stored, stored_config, to_yaml
 from sesim.errors import CheckpointError, disk_full, is_disk_full
+from sesim.outputs import partial_path, written_in_place
 from sesim.torch_files import UnsafeOrUnreadable, file_kind, load_weights_only
 
 FORMAT = "sesim-checkpoint"
@@ -27,24 +27,19 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     so a crash mid-write never leaves a half-written file under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "sesim_version": __version__, **payload}
-    for stale in path.parent.glob(".*.pt.*.tmp"):  # left by a kill -9 mid-write (a run has one writer)
+    checkpoint = {"format": FORMAT, "format_version": FORMAT_VERSION, "sesim_version": __version__, **payload}
+    # What a kill -9 mid-write leaves (a run has one writer; earlier versions named it .NAME.pt.*.tmp).
+    for stale in [*path.parent.glob(partial_path(Path("*.pt")).name), *path.parent.glob(".*.pt.*.tmp")]:
         stale.unlink(missing_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(handle, 0o666 & ~umask)  # like every other file written (mkstemp makes it 0600)
     try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(document, file)
+        with written_in_place(path) as partial, open(partial, "wb") as file:
+            torch.save(checkpoint, file)
             file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+            os.fsync(file.fileno())  # on disk before it takes the name of the previous checkpoint
     except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
         if is_disk_full(error):
             raise disk_full(
-                path.parent, _tensor_bytes(document), f"checkpoint {path.name}",
+                path.parent, _tensor_bytes(checkpoint), f"checkpoint {path.name}",
                 "the previous checkpoint is intact; free some space or set log.out_dir on a larger disk "
                 "(log.keep_checkpoints keeps fewer)",
             ) from None  # fmt: skip
@@ -70,13 +65,11 @@ def link_checkpoint(source: str | Path, target: str | Path) -> Path:
     """Make ``target`` the same checkpoint as ``source`` without a second copy on disk (a hard
     link; a copy where links are not possible), replaced atomically like a save."""
     source, target = Path(source), Path(target)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.link")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.link(source, temporary)
-    except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    with written_in_place(target) as partial:
+        try:
+            os.link(source, partial)
+        except OSError:
+            shutil.copyfile(source, partial)
     return target
 
 
@@ -112,23 +105,47 @@ def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, An
     if kind is not None:
         raise CheckpointError(f"{path} is {kind}, not a SeSim checkpoint; {_WHERE}")
     try:
-        document = load_weights_only(path)
+        checkpoint = load_weights_only(path)
     except UnsafeOrUnreadable as error:
         raise CheckpointError(f"cannot load checkpoint {path}: {error}") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a SeSim checkpoint; {_WHERE}")
-    written = document.get("format_version")
+    written = checkpoint.get("format_version")
     if written == 1:  # one process's RNG and pool at the top level
-        document["processes"] = [{"rng": document.pop("rng"), "pools": {"fake_b": document.pop("pool")}}]
+        checkpoint["processes"] = [{"rng": checkpoint.pop("rng"), "pools": {"fake_b": checkpoint.pop("pool")}}]
     if written in (1, 2):
-        document["format_version"], document["written_format"] = FORMAT_VERSION, written
-    if isinstance(document.get("config"), dict):  # key names of earlier versions -> today's
-        migrate_stored(document["config"])
-    if document.get("format_version") != FORMAT_VERSION:
+        checkpoint["format_version"], checkpoint["written_format"] = FORMAT_VERSION, written
+    if isinstance(checkpoint.get("config"), dict):  # key names of earlier versions -> today's
+        migrate_stored(checkpoint["config"])
+    if checkpoint.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint format {document.get('format_version')}; this SeSim reads 1 to {FORMAT_VERSION}"
+            f"{path} has checkpoint format {checkpoint.get('format_version')}; this SeSim reads 1 to {FORMAT_VERSION}"
         )
-    stored = document.get("config", {}).get("method")
+    stored = checkpoint.get("config", {}).get("method")
     if method is not None and stored != method:
         raise CheckpointError(f"{path} was trained with method {stored!r}, not {method!r}")
-    return document
+    return checkpoint
+
+
+def describe(path: str | Path, with_config: bool = False) -> str:
+    """What ``sesim info`` prints about a checkpoint: method, step, data, networks, who wrote it
+    (``with_config``: and its whole stored config as YAML)."""
+    checkpoint = load_checkpoint(path)
+    config = stored_config(checkpoint, str(path))
+    data = config.data
+    where = data.root if data.folder_a is None else f"{data.folder_a} | {data.folder_b}"
+    lines = [
+        f"checkpoint: {path}",
+        f"method: {config.method} (preset name {config.name}); structure term {config.loss.structure}",
+        f"step: {checkpoint['step']} of {config.train.max_steps or 'the preset schedule'}",
+        f"data: {where} ({data.direction}, {data.crop_size} px crops)",
+    ]
+    for name, state in checkpoint["networks"].items():
+        count = sum(t.numel() for t in state.values() if hasattr(t, "numel"))
+        lines.append(f"network {name}: {count / 1e6:.2f}M parameters")
+    if checkpoint.get("best"):
+        best = checkpoint["best"]
+        lines.append(f"best: {best['metric']} {best['value']:.4g} at step {best['step']}")
+    written = checkpoint.get("written_format", checkpoint.get("format_version"))
+    lines.append(f"written by: sesim {checkpoint.get('sesim_version', '?')}, checkpoint format {written}")
+    return "\n".join(lines) + "\n" + (to_yaml(config) if with_config else "")

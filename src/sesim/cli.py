@@ -65,30 +65,10 @@ def _probe(run, args: argparse.Namespace) -> int:
     return 0
 
 
-def report_files(out: str | Path) -> list[Path]:
-    """``OUT.json`` and ``OUT.md``: a ``.json`` / ``.md`` suffix of ``out`` is dropped, any other dot
-    kept (``--out eval_v2.1`` writes ``eval_v2.1.json``, not ``eval_v2.json``)."""
-    out = Path(out)
-    base = out.with_suffix("") if out.suffix.lower() in (".json", ".md") else out
-    return [base.with_name(base.name + suffix) for suffix in (".json", ".md")]
-
-
-def check_reports(paths: list[Path], option: str, overwrite: bool) -> None:
-    """A report replaces an existing file only with ``--overwrite`` (checked before the work)."""
-    from sesim.errors import DataError
-    from sesim.outputs import check_writable, refuse_existing
-
-    for path in paths:
-        if path.is_dir():
-            raise DataError(f"{option}: {path} is a folder; choose another {option}")
-    check_writable(paths, option)
-    if not overwrite:
-        refuse_existing(paths, option)
-
-
 def _translate(args: argparse.Namespace) -> int:
     from sesim.errors import ConfigError
     from sesim.inference import load_generator, translate_paths
+    from sesim.inference.style import style_codes
     from sesim.runtime import pick_device, resolve_precision
 
     if args.batch_size < 1:
@@ -103,7 +83,7 @@ def _translate(args: argparse.Namespace) -> int:
     loaded = load_generator(args.checkpoint, device, direction=args.direction)
     generator = loaded.generator
     autocast = resolve_precision(args.precision, device)
-    styles = _styles(loaded, args, device)
+    styles = style_codes(loaded, device, args.num_styles, args.seed, args.style_from)
     written = translate_paths(
         generator, args.input, args.output, device, args.batch_size, autocast, styles,
         tile=args.tile, overlap=args.tile_overlap, overwrite=args.overwrite, skip_existing=args.skip_existing,
@@ -126,54 +106,12 @@ def _translate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sesim.demo import run_demo
+    from sesim.demo import run_demo, summary_lines
 
     run_dir = run_demo(args.out, args.steps, tuple(args.set or []))
-    summary = json.loads((run_dir / "report.json").read_text())
-    print(
-        f"layout mIoU: untrained {summary['untrained']:.3f} -> trained {summary['trained']:.3f} "
-        f"(ground truth {summary['ground_truth']:.3f}) in {summary['seconds']} s"
-        + (
-            f", {summary['steps']} of {summary['max_steps']} steps (the time budget)"
-            if summary["steps"] < summary["max_steps"]
-            else ""
-        )
-    )
-    lost = [f"{name} on {count}" for name, count in summary["lost"].items() if count]
-    print(
-        "colour error per class (RGB): "
-        + ", ".join(f"{name} {error:.0f}" for name, error in summary["colour_error"].items())
-        + (
-            f"; drawn in another class's colour: {', '.join(lost)} of {len(summary['per_image'])} images"
-            if lost
-            else "; no class lost"
-        )
-    )
+    print(summary_lines(json.loads((run_dir / "report.json").read_text())))
     print(f"report: {run_dir / 'report.html'}")
     return 0
-
-
-def _styles(loaded, args: argparse.Namespace, device):
-    """Style codes for a multi-modal generator: K from the prior (seeded) or one from a reference
-    image (at the training scale, in training-size views: any size fits in memory)."""
-    import torch
-
-    from sesim.config import stored_config
-    from sesim.data.images import load_rgb
-    from sesim.errors import ConfigError
-    from sesim.inference.style import reference_style
-
-    generator = loaded.generator
-    if args.num_styles is None and args.style_from is None:
-        return None
-    if not hasattr(generator, "style_dim"):
-        raise ConfigError("--num-styles/--style-from need a multimodal checkpoint (method: multimodal)")
-    if args.style_from is not None:
-        data = stored_config(loaded.checkpoint, str(args.checkpoint)).data
-        return reference_style(generator, load_rgb(args.style_from), data, device)
-    if args.num_styles < 1:
-        raise ConfigError(f"--num-styles must be at least 1, got {args.num_styles}")
-    return torch.randn(args.num_styles, generator.style_dim, generator=torch.Generator().manual_seed(args.seed or 0))
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -200,7 +138,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from sesim.evaluation.evaluate import evaluate, markdown
-    from sesim.outputs import write_report
+    from sesim.outputs import check_reports, report_files, write_report
     from sesim.runtime import pick_device
 
     metrics = args.metrics.split(",") if args.metrics else None
@@ -229,7 +167,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     from sesim.analysis.alignment import analyze, markdown, plot
     from sesim.errors import DataError
-    from sesim.outputs import write_report
+    from sesim.outputs import check_reports, write_report
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -278,7 +216,7 @@ def _point(text: str) -> tuple[int, int]:
 def _segscore(args: argparse.Namespace) -> int:
     from sesim.errors import ConfigError
     from sesim.evaluation.segscore import cityscapes_score, load_segmenter, markdown
-    from sesim.outputs import write_report
+    from sesim.outputs import check_reports, report_files, write_report
     from sesim.runtime import pick_device
 
     try:
@@ -573,27 +511,9 @@ def _presets(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from sesim.checkpoint import load_checkpoint
-    from sesim.config import to_yaml, validate
+    from sesim.checkpoint import describe
 
-    document = load_checkpoint(args.checkpoint)
-    config = validate(document["config"], f"{args.checkpoint} (stored config)")
-    data = config.data
-    where = data.root if data.folder_a is None else f"{data.folder_a} | {data.folder_b}"
-    print(f"checkpoint: {args.checkpoint}")
-    print(f"method: {config.method} (preset name {config.name}); structure term {config.loss.structure}")
-    print(f"step: {document['step']} of {config.train.max_steps or 'the preset schedule'}")
-    print(f"data: {where} ({data.direction}, {data.crop_size} px crops)")
-    for name, state in document["networks"].items():
-        count = sum(t.numel() for t in state.values() if hasattr(t, "numel"))
-        print(f"network {name}: {count / 1e6:.2f}M parameters")
-    if document.get("best"):
-        best = document["best"]
-        print(f"best: {best['metric']} {best['value']:.4g} at step {best['step']}")
-    written = document.get("written_format", document.get("format_version"))
-    print(f"written by: sesim {document.get('sesim_version', '?')}, checkpoint format {written}")
-    if args.config:
-        print(to_yaml(config), end="")
+    print(describe(args.checkpoint, with_config=args.config), end="")
     return 0
 
 

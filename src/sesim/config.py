@@ -527,9 +527,9 @@ def _blamed(changes: list[Update], where: str, message: str, rule: bool) -> list
     return [c for c in inside if re.search(rf"\b{re.escape(c.key.rsplit('.', 1)[-1])}\b", message)]
 
 
-def stored_config(document: dict[str, Any], source: str) -> RunConfig:
-    """The run config a checkpoint ``document`` carries, validated (``source`` names the file)."""
-    return validate(document.get("config", {}), f"{source} (stored config)")
+def stored_config(checkpoint: dict[str, Any], source: str) -> RunConfig:
+    """The run config a loaded ``checkpoint`` carries, validated (``source`` names the file)."""
+    return validate(checkpoint.get("config", {}), f"{source} (stored config)")
 
 
 def validate(data: dict[str, Any], source: str, changes: Iterable[Update] = ()) -> RunConfig:

@@ -68,6 +68,24 @@ def _steps(summary: dict) -> str:
     return f"{summary['steps']} steps"
 
 
+def summary_lines(summary: dict) -> str:
+    """The demo's result in two lines for the terminal (``report.json`` has it all)."""
+    budget = summary["steps"] < summary["max_steps"]
+    lost = [f"{name} on {count}" for name, count in summary["lost"].items() if count]
+    return (
+        f"layout mIoU: untrained {summary['untrained']:.3f} -> trained {summary['trained']:.3f} "
+        f"(ground truth {summary['ground_truth']:.3f}) in {summary['seconds']} s"
+        + (f", {summary['steps']} of {summary['max_steps']} steps (the time budget)" if budget else "")
+        + "\ncolour error per class (RGB): "
+        + ", ".join(f"{name} {error:.0f}" for name, error in summary["colour_error"].items())
+        + (
+            f"; drawn in another class's colour: {', '.join(lost)} of {len(summary['per_image'])} images"
+            if lost
+            else "; no class lost"
+        )
+    )
+
+
 def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[str, ...] = ()) -> Path:
     """Generate data, train, and write ``report.html`` / ``report.png`` / ``report.json``; returns the run dir."""
     started = time.time()
@@ -93,7 +111,7 @@ def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[s
     device = pick_device(config.train.device, "train.device")
     torch.manual_seed(config.train.seed)
     untrained = build_generator(config.model.generator).to(device).eval()
-    trained, document = load_generator(run_dir / "checkpoints" / "latest.pt", device)
+    trained, checkpoint = load_generator(run_dir / "checkpoints" / "latest.pt", device)
     test_files = list_images(data_root / "testA")
     inputs = torch.stack([to_tensor(load_rgb(p)) for p in test_files]).to(device)
     truth = torch.stack([to_tensor(load_rgb(data_root / "testB" / p.name)) for p in test_files])
@@ -113,7 +131,7 @@ def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[s
         "ground_truth": float(np.mean(scores_truth)),
         "per_image": [round(s, 3) for s in scores_after],
         **colour_scores(after.cpu(), truth, labels),
-        "steps": document["step"],  # what trained: the time budget may stop it before max_steps
+        "steps": checkpoint["step"],  # what trained: the time budget may stop it before max_steps
         "max_steps": config.train.max_steps,
         "seed": config.train.seed,
         "seconds": round(time.time() - started, 1),

@@ -84,3 +84,21 @@ def write_report(json_path: Path, markdown_path: Path, result: dict, table: str)
     for path, text in ((json_path, json.dumps(result, indent=2)), (markdown_path, table)):
         with written_in_place(path) as partial:
             partial.write_text(text)
+
+
+def report_files(out: str | Path) -> list[Path]:
+    """``OUT.json`` and ``OUT.md``: a ``.json`` / ``.md`` suffix of ``out`` is dropped, any other dot
+    kept (``--out eval_v2.1`` writes ``eval_v2.1.json``, not ``eval_v2.json``)."""
+    out = Path(out)
+    base = out.with_suffix("") if out.suffix.lower() in (".json", ".md") else out
+    return [base.with_name(base.name + suffix) for suffix in (".json", ".md")]
+
+
+def check_reports(paths: list[Path], option: str, overwrite: bool) -> None:
+    """A report replaces an existing file only with ``--overwrite`` (checked before the work)."""
+    for path in paths:
+        if path.is_dir():
+            raise DataError(f"{option}: {path} is a folder; choose another {option}")
+    check_writable(paths, option)
+    if not overwrite:
+        refuse_existing(paths, option)

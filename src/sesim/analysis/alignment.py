@@ -207,14 +207,14 @@ def _heads_from_checkpoint(path: str | Path, backbone: str):
     from sesim.errors import CheckpointError
     from sesim.networks import SimilarityHeads
 
-    document = load_checkpoint(path)
-    loss = stored_config(document, str(path)).loss
-    if "heads" not in document["networks"]:
+    checkpoint = load_checkpoint(path)
+    loss = stored_config(checkpoint, str(path)).loss
+    if "heads" not in checkpoint["networks"]:
         raise CheckpointError(f"{path}: no learned heads inside (train an LSeSim preset for them)")
     if loss.backbone != backbone:
         raise CheckpointError(f"{path}: its heads sit on {loss.backbone}, not --backbone {backbone}")
     heads = SimilarityHeads({tap: BACKBONES[backbone].tap_channels[tap] for tap in loss.taps})
-    heads.load_state_dict(document["networks"]["heads"])
+    heads.load_state_dict(checkpoint["networks"]["heads"])
     return heads.eval(), backbone, tuple(loss.taps)
 
 

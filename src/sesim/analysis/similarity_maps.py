@@ -75,12 +75,12 @@ def visualize(
     if output.suffix.lower() not in IMAGE_EXTENSIONS:
         raise ConfigError(f"--out {output}: use an image file name ({', '.join(IMAGE_EXTENSIONS)})")
     check_output_file(output, image, "the input image", "--out", overwrite)
-    document = load_checkpoint(checkpoint)
-    generator, _ = load_generator(checkpoint, document=document)
-    loss = stored_config(document, str(checkpoint)).loss
+    stored = load_checkpoint(checkpoint)
+    generator, _ = load_generator(checkpoint, checkpoint=stored)
+    loss = stored_config(stored, str(checkpoint)).loss
     structure = SpatialCorrelativeLoss.from_config(loss).eval()
     if structure.heads is not None:  # LSeSim: the maps of the trained heads
-        structure.heads.load_state_dict(document["networks"]["heads"])
+        structure.heads.load_state_dict(stored["networks"]["heads"])
     if size % 4 or size < 8:
         raise ConfigError(f"--size must be a multiple of 4 of at least 8, got {size}")
     original = load_rgb(image)

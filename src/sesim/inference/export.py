@@ -188,10 +188,10 @@ def export_generator(
     kind = export_format(output)
     source = checkpoint_file(checkpoint)
     check_output_file(output, source, "the checkpoint being exported", "output", overwrite)
-    document = load_checkpoint(source)
-    generator, _ = load_generator(source, "cpu", document, direction)
+    checkpoint = load_checkpoint(source)
+    generator, _ = load_generator(source, "cpu", checkpoint, direction)
     style_dim = getattr(generator, "style_dim", None)
-    info = metadata(document["config"], document["step"], style_dim, direction)
+    info = metadata(checkpoint["config"], checkpoint["step"], style_dim, direction)
     if check_image is not None:
         images = to_tensor(load_rgb(check_image)).unsqueeze(0)
     else:

@@ -34,24 +34,24 @@ DIRECTIONS = {"AtoB": "generator", "BtoA": "generator_ba"}
 def load_generator(
     checkpoint_path: str | Path,
     device: torch.device | str = "cpu",
-    document: dict | None = None,
+    checkpoint: dict | None = None,
     direction: str = "AtoB",
 ) -> LoadedGenerator:
     """Rebuild the trained generator from a checkpoint's own config (no architecture flags), in
-    eval mode on ``device``. ``document``: the checkpoint already read from ``checkpoint_path``.
+    eval mode on ``device``. ``checkpoint``: the checkpoint already read from ``checkpoint_path``.
     ``direction``: ``BtoA`` takes the B->A generator of a run that trains one (CycleGAN)."""
-    document = load_checkpoint(checkpoint_path) if document is None else document
+    checkpoint = load_checkpoint(checkpoint_path) if checkpoint is None else checkpoint
     name = DIRECTIONS[direction]
-    if name not in document["networks"]:
-        method = document["config"].get("method")
+    if name not in checkpoint["networks"]:
+        method = checkpoint["config"].get("method")
         raise CheckpointError(
             f"--direction {direction}: {checkpoint_path} (method {method}) learned A->B only; the cyclegan "
             "method trains a B->A generator too, or train a run on the swapped domains (data.direction=BtoA)"
         )
-    config = stored_config(document, str(checkpoint_path)).model.generator
+    config = stored_config(checkpoint, str(checkpoint_path)).model.generator
     generator = build_generator(config)
     try:
-        generator.load_state_dict(document["networks"][name])
+        generator.load_state_dict(checkpoint["networks"][name])
     except (KeyError, RuntimeError) as error:
         raise CheckpointError(f"{checkpoint_path}: {name} weights do not fit its config ({error})") from None
-    return LoadedGenerator(generator.to(device).eval(), document)
+    return LoadedGenerator(generator.to(device).eval(), checkpoint)

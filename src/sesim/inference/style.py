@@ -5,13 +5,17 @@ is the whole image's style, and memory stays that of one batch of crops however 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from sesim.config import DataConfig
-from sesim.data.images import to_tensor
+from sesim.config import DataConfig, stored_config
+from sesim.data.images import load_rgb, to_tensor
 from sesim.data.transforms import training_scale
+from sesim.errors import ConfigError
+from sesim.inference.loading import LoadedGenerator
 
 
 def view_boxes(width: int, height: int, size: int) -> list[tuple[int, int, int, int]]:
@@ -39,3 +43,26 @@ def reference_style(
         views = torch.stack([to_tensor(image.crop(box)) for box in boxes[start : start + batch_size]])
         codes.append(generator.encode_style(views.to(device, dtype)))
     return torch.cat(codes).mean(0, keepdim=True)
+
+
+def style_codes(
+    loaded: LoadedGenerator,
+    device: torch.device | str,
+    num_styles: int | None = None,
+    seed: int | None = None,
+    style_from: str | Path | None = None,
+) -> Tensor | None:
+    """The style codes ``sesim translate`` runs a multi-modal generator with: ``num_styles`` drawn
+    from the prior (``seed``: 0 unless given), or the one of the image ``style_from``
+    (:func:`reference_style`); ``None`` for neither."""
+    if num_styles is None and style_from is None:
+        return None
+    generator = loaded.generator
+    if not hasattr(generator, "style_dim"):
+        raise ConfigError("--num-styles/--style-from need a multimodal checkpoint (method: multimodal)")
+    if style_from is not None:
+        data = stored_config(loaded.checkpoint, "the checkpoint").data
+        return reference_style(generator, load_rgb(style_from), data, device)
+    if num_styles < 1:
+        raise ConfigError(f"--num-styles must be at least 1, got {num_styles}")
+    return torch.randn(num_styles, generator.style_dim, generator=torch.Generator().manual_seed(seed or 0))

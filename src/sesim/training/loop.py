@@ -203,7 +203,7 @@ def train(run: ResolvedRun | RunConfig | None, resume: str | Path | None = None)
     try:
         device = pick_device(device_name, "train.device")
         with memory_cap(device):
-            return _train(run, processes, device, lock)
+            return run_training(run, processes, device, lock)
     except Exception as error:
         if is_out_of_memory(error) and not isinstance(error, OutOfMemory):  # before the loop: building the run
             raise OutOfMemory(
@@ -371,7 +371,8 @@ def open_run_dir(run: Run, resume: Path | None, changed: bool, lock: RunLock) ->
     return Path(run_dir)
 
 
-def _train(resolved: ResolvedRun, processes: Processes, device: torch.device, lock: RunLock) -> Path:
+def run_training(resolved: ResolvedRun, processes: Processes, device: torch.device, lock: RunLock) -> Path:
+    """The training loop, in labelled sections: set up, the run folder, the guards, the steps, a failure."""
     # -- set up: the method on its device, where the run starts, the step as it will run --
     config, checkpoint = resolved.config, resolved.checkpoint
     run = set_up(config, processes, device)

@@ -82,14 +82,14 @@ def restore_training(
 
 def load_initial_weights(method: TranslationMethod, source: str) -> list[str]:
     """Fine-tuning: copy the networks a checkpoint has into the new run's; returns the ones it lacked."""
-    document = load_checkpoint(source)
+    checkpoint = load_checkpoint(source)
     missing = []
     for name, module in method.trained_modules().items():
-        if name not in document["networks"]:
+        if name not in checkpoint["networks"]:
             missing.append(name)
             continue
         try:
-            module.load_state_dict(document["networks"][name])
+            module.load_state_dict(checkpoint["networks"][name])
         except RuntimeError as error:
             first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
             raise CheckpointError(
