@@ -1,6 +1,8 @@
-"""Start-up time of the `sesim` command: `--help`, `train --help` and `--version`, each a fresh
-process (what a user waits for before anything happens), against the same commands at another
-revision timed in the same interleaved rounds.
+"""Start-up time of the `sesim` command: `--help`, `train --help` and `--version`, and a training
+run's start up to its first step (`train demo --dry-run` on 64 px synthetic domains: config,
+every image's header, the networks and the backbone's weights, every check of a real start), each a
+fresh process (what a user waits for before anything happens), against the same commands at
+another revision timed in the same interleaved rounds.
 
     python benchmarks/startup.py --compare-revision 501e4b0 --out benchmarks/results/startup_cpu.json
 """
@@ -19,9 +21,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import emit, interleaved_medians, machine
+from sesim.data.synthetic import write_domains
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {"--help": ["--help"], "train --help": ["train", "--help"], "--version": ["--version"]}
+COMMANDS = {
+    "--help": ["--help"], "train --help": ["train", "--help"], "--version": ["--version"],
+    "train demo --dry-run": ["train", "demo", "--data", "{data}", "--dry-run", "--set", "log.out_dir={data}/runs"],
+}  # fmt: skip
 
 
 def runner(arguments: list[str], source: Path):
@@ -38,6 +44,8 @@ def main() -> None:
     args = parser.parse_args()
     sources = {"now": ROOT / "src"}
     scratch = None
+    data = Path(tempfile.mkdtemp())
+    write_domains(data, train=20, test=2, size=64, seed=0)
     if args.compare_revision:
         scratch = Path(tempfile.mkdtemp())
         archive = subprocess.run(["git", "archive", args.compare_revision, "src"], cwd=ROOT, capture_output=True)
@@ -47,7 +55,7 @@ def main() -> None:
         sources[args.compare_revision] = scratch / "src"
     try:
         functions = {
-            f"{label} @ {name}": runner(arguments, source)
+            f"{label} @ {name}": runner([a.replace("{data}", str(data)) for a in arguments], source)
             for name, source in sources.items()
             for label, arguments in COMMANDS.items()
         }
@@ -55,6 +63,7 @@ def main() -> None:
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)
     rows = [
         {"command": f"sesim {label}", **{f"{name}_ms": round(medians[f"{label} @ {name}"], 1) for name in sources}}
         for label in COMMANDS

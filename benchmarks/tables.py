@@ -471,6 +471,7 @@ TABLES = {
     "maps_compare_cpu": ("maps_compare_cpu", maps_compare),
     "translate_large_cpu": ("translate_large_cpu", translate_large),
     "startup_cpu": ("startup_cpu", startup),
+    "redesign_startup_cpu": ("redesign_startup_cpu", startup),
     "translate_gpu": ("translate_gpu", translate),
     "loop_gpu": ("loop_gpu", loop_gpu),
     "op_count_cpu": ("op_count_cpu", op_count),

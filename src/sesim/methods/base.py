@@ -14,7 +14,8 @@ from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, RunCo
 from sesim.errors import ConfigError
 from sesim.losses.adversarial import d_lsgan_loss_stacked
 from sesim.methods.pool import ImagePool
-from sesim.methods.structure import StructureTerm
+from sesim.methods.structure import StructureTerm, build_structure_term
+from sesim.networks import build_discriminator, build_generator
 from sesim.networks.layers import checkpoint_activations
 
 
@@ -88,6 +89,12 @@ class TranslationMethod(nn.Module):
         cannot train with. Called once, where a run is resolved (``training.runs.resolve_run``),
         so a dry run says it before any network is built."""
 
+    @staticmethod
+    def check_fixed_structure(method: str, loss: LossConfig) -> None:
+        """For methods whose structure term has no trainable part of its own: no PatchNCE, no heads."""
+        if loss.structure == "patchnce" or (loss.structure == "sesim" and loss.learned):
+            raise ConfigError(f"{method}: loss.structure must be sesim (fixed features), perceptual or none")
+
     def build(
         self,
         generator: GeneratorConfig,
@@ -96,6 +103,24 @@ class TranslationMethod(nn.Module):
         optimization: Optimization,
     ) -> None:
         raise NotImplementedError
+
+    def build_networks(
+        self,
+        generator: GeneratorConfig,
+        discriminator: DiscriminatorConfig,
+        loss: LossConfig,
+        optimization: Optimization,
+    ) -> None:
+        """The one-generator methods' networks and optimizers: ``generator``, ``discriminator``,
+        the structure term on the generator (which PatchNCE taps), the generator's optimizer
+        (with the structure term's jointly trained parts) and the discriminator's."""
+        self.generator = build_generator(generator)
+        self.discriminator = build_discriminator(discriminator)
+        self.structure = build_structure_term(loss, self.generator)
+        self.optimizers = {
+            "generator": optimization.adam(self.generator, *self.structure.joint_modules().values()),
+            "discriminator": optimization.adam(self.discriminator),
+        }
 
     def distribute(
         self,

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sesim.config import DiscriminatorConfig, GeneratorConfig, LossConfig, RunConfig
-from sesim.errors import ConfigError
 from sesim.losses.adversarial import d_lsgan_loss, g_lsgan_loss
 from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
@@ -37,9 +36,7 @@ class CycleGAN(TranslationMethod):
 
     @classmethod
     def check(cls, config: RunConfig) -> None:
-        loss = config.loss
-        if loss.structure == "patchnce" or (loss.structure == "sesim" and loss.learned):
-            raise ConfigError("cyclegan: loss.structure must be sesim (fixed features), perceptual or none")
+        cls.check_fixed_structure("cyclegan", config.loss)
 
     def build(
         self,

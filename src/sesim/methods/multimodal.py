@@ -23,8 +23,6 @@ from sesim.losses.adversarial import g_lsgan_loss
 from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
 from sesim.methods.pool import ImagePool
-from sesim.methods.structure import build_structure_term
-from sesim.networks import build_discriminator, build_generator
 
 
 class _Passes(nn.Module):
@@ -47,9 +45,7 @@ class Multimodal(TranslationMethod):
     def check(cls, config: RunConfig) -> None:
         if config.model.generator.kind != "munit":
             raise ConfigError("multimodal: model.generator.kind must be munit")
-        loss = config.loss
-        if loss.structure == "patchnce" or (loss.structure == "sesim" and loss.learned):
-            raise ConfigError("multimodal: loss.structure must be sesim (fixed features), perceptual or none")
+        cls.check_fixed_structure("multimodal", config.loss)
 
     def build(
         self,
@@ -58,13 +54,7 @@ class Multimodal(TranslationMethod):
         loss: LossConfig,
         optimization: Optimization,
     ) -> None:
-        self.generator = build_generator(generator)
-        self.discriminator = build_discriminator(discriminator)
-        self.structure = build_structure_term(loss, self.generator)
-        self.optimizers = {
-            "generator": optimization.adam(self.generator),
-            "discriminator": optimization.adam(self.discriminator),
-        }
+        self.build_networks(generator, discriminator, loss, optimization)
         self.replicas = {"generator": _Passes(self.generator), "discriminator": self.discriminator}
         self.pools = {"fake_b": ImagePool(optimization.pool_size, seed=optimization.seed)}
 

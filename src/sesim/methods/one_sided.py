@@ -25,8 +25,6 @@ from sesim.losses.adversarial import g_lsgan_loss
 from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
 from sesim.methods.pool import ImagePool
-from sesim.methods.structure import build_structure_term
-from sesim.networks import build_discriminator, build_generator
 
 
 def rotate_180(images: Tensor) -> Tensor:
@@ -63,17 +61,11 @@ class OneSidedTranslation(TranslationMethod):
         loss: LossConfig,
         optimization: Optimization,
     ) -> None:
-        self.generator = build_generator(generator)
-        self.discriminator = build_discriminator(discriminator)
-        self.structure = build_structure_term(loss, self.generator)
+        self.build_networks(generator, discriminator, loss, optimization)
         self.augment = loss.augment
         self.flip_equivariance = loss.flip_equivariance
         self.jitter = ColourJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.3)
         joint = self.structure.joint_modules()
-        self.optimizers = {
-            "generator": optimization.adam(self.generator, *joint.values()),
-            "discriminator": optimization.adam(self.discriminator),
-        }
         self.replicas = {"generator": self.generator, "discriminator": self.discriminator, **joint}
         if self.heads is not None:
             self.optimizers["heads"] = optimization.adam(self.heads)

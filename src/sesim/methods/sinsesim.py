@@ -17,8 +17,6 @@ from sesim.errors import ConfigError
 from sesim.losses.adversarial import d_nonsaturating_loss, g_nonsaturating_loss, r1_penalty
 from sesim.losses.precision import at_least_float32
 from sesim.methods.base import Frozen, Optimization, TranslationMethod
-from sesim.methods.structure import build_structure_term
-from sesim.networks import build_discriminator, build_generator
 
 
 class SinSeSim(TranslationMethod):
@@ -37,13 +35,7 @@ class SinSeSim(TranslationMethod):
         loss: LossConfig,
         optimization: Optimization,
     ) -> None:
-        self.generator = build_generator(generator)
-        self.discriminator = build_discriminator(discriminator)
-        self.structure = build_structure_term(loss, self.generator)
-        self.optimizers = {
-            "generator": optimization.adam(self.generator, *self.structure.joint_modules().values()),
-            "discriminator": optimization.adam(self.discriminator),
-        }
+        self.build_networks(generator, discriminator, loss, optimization)
         self.replicas = {"generator": self.generator, "discriminator": self.discriminator}
 
     def training_step(self, real_a: Tensor, real_b: Tensor, query_rng: torch.Generator | None = None) -> dict:
