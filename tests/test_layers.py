@@ -219,3 +219,21 @@ def test_no_function_over_80_lines_but_the_parser_table_and_the_training_loop():
                 if lines > 80 and (path.name, node.name) not in ALLOWED_LONG:
                     long.append(f"{path.relative_to(SRC)}: {node.name} ({lines} lines)")
     assert not long, long
+
+
+def test_a_package_loads_its_networks_when_they_are_built_not_all_at_import():
+    """``import sesim.networks`` loads no network; building the paper's generator loads its own
+    module, not the multi-modal or StyleGAN2 ones; the classes stay importable from the package."""
+    code = (
+        "import json, sys\nimport sesim.networks as n\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('sesim'))\n"
+        "from sesim.config import load_config\nn.build_generator(load_config('fsesim').model.generator)\n"
+        "built = sorted(m for m in sys.modules if m.startswith('sesim.networks'))\n"
+        "print(json.dumps([loaded, built, n.MultimodalGenerator.__module__]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded, built, home = json.loads(result.stdout)
+    assert loaded == ["sesim", "sesim.networks"], loaded
+    assert "sesim.networks.generators" in built
+    assert not {"sesim.networks.munit", "sesim.networks.stylegan2"} & set(built), built
+    assert home == "sesim.networks.munit"

@@ -205,7 +205,7 @@ def _heads_from_checkpoint(path: str | Path, backbone: str):
     from sesim.checkpoint import load_checkpoint
     from sesim.config import stored_config
     from sesim.errors import CheckpointError
-    from sesim.networks import SimilarityHeads
+    from sesim.losses.heads import SimilarityHeads
 
     checkpoint = load_checkpoint(path)
     loss = stored_config(checkpoint, str(path)).loss

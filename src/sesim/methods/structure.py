@@ -22,7 +22,7 @@ from sesim.backbones import build_backbone, check_taps
 from sesim.config import LossConfig
 from sesim.losses import SpatialCorrelativeLoss, sample_query_ids
 from sesim.losses.patch_nce import patch_nce_loss
-from sesim.networks import PatchProjector
+from sesim.networks.projector import PatchProjector
 
 build_structure_loss = SpatialCorrelativeLoss.from_config  # the name earlier code imports
 
