@@ -102,6 +102,19 @@ def test_resume_and_a_preset_together_is_an_error(started, capsys):
     assert "not both" in capsys.readouterr().err
 
 
+def test_the_library_is_told_the_same_no_resume_is_silently_dropped(started):
+    from sesim.config import load_config
+    from sesim.errors import ConfigError
+    from sesim.training.loop import train
+    from sesim.training.resolve import resolve_run
+
+    with pytest.raises(ConfigError, match=r"give a config or --resume .* not both"):
+        train(load_config("fsesim"), resume=started)
+    with pytest.raises(TypeError, match="pass resume= to resolve_run"):
+        train(resolve_run("fsesim", data="tiny"), resume=started)
+    assert steps(started) == [1, 2, 3]
+
+
 def test_init_from_fine_tunes_in_a_new_run(started, tmp_path, capsys):
     assert main(["train", "fsesim", "--data", "tiny", "--init-from", str(started), *FLAGS,
                  *sets("train.max_steps=1", "log.out_dir=runs")]) == 0  # fmt: skip

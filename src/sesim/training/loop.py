@@ -194,6 +194,8 @@ def train(run: ResolvedRun | RunConfig | None, resume: str | Path | None = None)
     """
     if not isinstance(run, ResolvedRun):
         run = resolve_run(run, resume=resume)
+    elif resume is not None:
+        raise TypeError("train: a resolved run knows whether it resumes; pass resume= to resolve_run")
     config = run.config
     if config.train.deterministic:
         # cuBLAS is deterministic only with a fixed workspace, chosen before its first use.

@@ -90,7 +90,8 @@ def resolve_run(
             )
     if resume is not None:
         if preset is not None:
-            raise ConfigError(f"train: give a preset ({preset}) or --resume {resume}, not both")
+            given = "a config" if isinstance(preset, RunConfig) else f"a preset ({preset})"
+            raise ConfigError(f"train: give {given} or --resume {resume}, not both")
         if init_from is not None:
             raise ConfigError("train: --init-from starts a new run; --resume continues one: give one of them")
         run = _resumed(resume, [*changes, *flags])
