@@ -1,6 +1,7 @@
-"""The training loop. :func:`train` reads as its outline (set up, restore, run the steps: log,
-sample, validate, save, stop); the method does the algorithm, the chores live in
-:mod:`sesim.training.chores` and :mod:`sesim.training.state`."""
+"""The training loop. :func:`train` takes a run :func:`~sesim.training.resolve.resolve_run`
+resolved; :func:`run_training` reads as its outline in labelled sections (set up, restore, the run
+folder, the guards, the steps: log, sample, validate, save, stop; a failure); the method does the
+algorithm, the chores live in :mod:`sesim.training.chores` and :mod:`sesim.training.state`."""
 
 from __future__ import annotations
 
