@@ -189,7 +189,8 @@ def translate_paths(
     if styles is not None and not name_styles and len(styles) != 1:
         raise ValueError(f"name_styles=False takes one style, got {len(styles)}")
     count = len(styles) if styles is not None and name_styles else 0
-    jobs, keep = pending_jobs(source, output, count, overwrite, skip_existing, result.notes)
+    jobs, keep, notes = pending_jobs(source, output, count, overwrite, skip_existing)
+    result.notes += notes
     if not jobs:
         return result
     try:
@@ -203,7 +204,8 @@ def translate_paths(
     try:
         images_in_order = readable(jobs, result.skipped if skip_unreadable else None, bar)
         for group in same_size_batches(images_in_order, lambda item: item[1].size, batch_size):
-            side, parts = fit_in_memory(group, tile, free, per_pixel, result.notes)
+            side, parts, note = fit_in_memory(group, tile, free, per_pixel)
+            result.notes += [note] if note else []
             for part in parts:
                 images = torch.stack([to_tensor(image) for _, image in part]).to(device)
                 for k, code in enumerate(codes):
@@ -238,15 +240,15 @@ class Translated(list):
 
 
 def pending_jobs(
-    source: Path, output: Path, styles: int, overwrite: bool, skip_existing: bool, notes: list[str]
-) -> tuple[list[Job], set[Path]]:
+    source: Path, output: Path, styles: int, overwrite: bool, skip_existing: bool
+) -> tuple[list[Job], set[Path], list[str]]:
     """The inputs of ``source`` with their output names, checked (:func:`check_outputs`); with
-    ``skip_existing``, only those without all their outputs yet, and the outputs to keep."""
+    ``skip_existing``, only those without all their outputs yet; the outputs to keep; notes for
+    the user (renamed outputs, inputs already done)."""
     if not source.exists():
         raise DataError(f"input not found: {source}")
     inputs = list_images(source, "input") if source.is_dir() else [source]
-    jobs, renamed = plan_outputs(inputs, source, output, styles)
-    notes.extend(renamed)
+    jobs, notes = plan_outputs(inputs, source, output, styles)
     existing = check_outputs(jobs, source, output, overwrite, skip_existing)
     keep = existing if skip_existing else set()
     if keep:
@@ -254,29 +256,30 @@ def pending_jobs(
         jobs = [job for job in jobs if not keep.issuperset(job.targets)]
         if done:
             notes.append(f"--skip-existing: {len(done)} of {len(done) + len(jobs)} inputs already have their outputs")
-    return jobs, keep
+    return jobs, keep, notes
 
 
 def fit_in_memory(
-    group: list, tile: int | None, free: int | None, per_pixel: float, notes: list[str]
-) -> tuple[int, list[list]]:
-    """How a batch of one size runs: the tile side (0: whole images) and the parts it is run in
-    (the batch, or one image at a time when the batch, or an image, would not fit)."""
+    group: list, tile: int | None, free: int | None, per_pixel: float
+) -> tuple[int, list[list], str | None]:
+    """How a batch of one size runs: the tile side (0: whole images), the parts it is run in (the
+    batch, or one image at a time when the batch, or an image, would not fit), and a note for
+    the user when it is tiled because it would not fit whole."""
     width, height = group[0][1].size
     if tile is not None:
-        return tile, [group]
+        return tile, [group], None
     fitting = auto_tile(height * width, free, per_pixel)
     if fitting is not None:  # one image does not fit
         side = fit_tile(height, width, fitting)
         need = height * width * per_pixel / 2**30
-        notes.append(
+        note = (
             f"{group[0][0].source.name} ({width}x{height}) would need ~{need:.1f} GiB, {free / 2**30:.1f} "
             f"GiB are free: translated in {side}x{side} tiles (--tile N to choose)"
         )
-        return side, [[item] for item in group]
+        return side, [[item] for item in group], note
     if auto_tile(len(group) * height * width, free, per_pixel) is not None:
-        return 0, [[item] for item in group]  # the batch does not fit, one image does
-    return 0, [group]
+        return 0, [[item] for item in group], None  # the batch does not fit, one image does
+    return 0, [group], None
 
 
 def readable(jobs: list[Job], unreadable: list[str] | None, bar):
