@@ -26,6 +26,7 @@ from sesim.runtime import (
 )
 from sesim.training.distributed import Processes
 from sesim.training.graphs import step_function
+from sesim.training.loop import memory_fixes, preflight, set_up, speed_up
 
 WARMUP = 3  # untimed steps: lazy initialisation, allocator growth, a CUDA graph's capture
 MEASURED = 5  # timed steps; the median is reported
@@ -72,8 +73,6 @@ def probe(
     ``measured`` steps on synthetic batches of its shape, and measure them; with ``search``, also
     the largest batch and crop that fit. ``step``: where a resumed run stands (the schedule's
     time is that of the steps left)."""
-    from sesim.training.loop import memory_fixes, preflight, set_up, speed_up
-
     device = pick_device(config.train.device, "train.device")
     d, t = config.data, config.train
     with memory_cap(device):
