@@ -63,6 +63,12 @@ def test_missing_and_broken_files(tmp_path):
     broken.write_text("train: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(str(broken))
+    with pytest.raises(ConfigError, match=r"is a folder, not a YAML file; .* --data"):
+        load_config(str(tmp_path))
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)))
+    with pytest.raises(ConfigError, match="is not a YAML text file"):
+        load_config(str(image))
 
 
 @pytest.mark.parametrize("preset", preset_names())

@@ -70,6 +70,8 @@ def test_bad_files_and_folders(tmp_path):
     with pytest.raises(DataError, match="folder not found"):
         list_images(tmp_path / "nope")
     (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(DataError, match=r"notes\.txt is a file; give the folder"):
+        list_images(tmp_path / "notes.txt")
     with pytest.raises(DataError, match="no images"):
         list_images(tmp_path)
     (tmp_path / "fake.jpg").write_text("not an image")

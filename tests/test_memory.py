@@ -299,3 +299,10 @@ def test_a_probe_of_a_run_that_does_not_fit_says_so_in_one_line(tmp_path):
     assert result.stderr.count("\n") == 1 and "probe: a step of batch 4 of 512x512 runs out of memory on cpu" in (
         result.stderr
     )
+
+
+@pytest.mark.parametrize("hours,text", [(0.005, "18 s"), (0.5, "30 min"), (2.25, "2.2 h"), (75.5, "3 days 3.5 h")])
+def test_the_probe_states_a_schedule_in_the_unit_a_reader_wants(hours, text):
+    from sesim.training.probe import _duration
+
+    assert _duration(hours) == text

@@ -353,10 +353,20 @@ class RunConfig(Section):
 def _read_yaml(path: Path) -> dict[str, Any]:
     from sesim.presets import preset_names
 
+    if path.is_dir():
+        raise ConfigError(
+            f"config {path} is a folder, not a YAML file; give a preset or a config file "
+            f"(a dataset folder goes to --data, a run folder to --resume or --init-from)"
+        )
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path} (presets: {', '.join(preset_names())})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"config {path} is not a YAML text file; give a preset or a config file "
+            f"(a checkpoint goes to --resume or --init-from)"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

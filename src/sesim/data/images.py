@@ -25,6 +25,8 @@ READABLE_EXTENSIONS = (*IMAGE_EXTENSIONS, ".tif", ".tiff", ".gif")
 def list_images(folder: str | Path, what: str = "images") -> list[Path]:
     """Image files directly in ``folder`` (sorted by name); a clear error when there are none."""
     folder = Path(folder)
+    if folder.is_file():
+        raise DataError(f"{what}: {folder} is a file; give the folder that holds the images")
     if not folder.is_dir():
         raise DataError(f"{what}: folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in READABLE_EXTENSIONS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,8 @@ def plan_outputs(inputs: list[Path], source: Path, output: Path, styles: int = 0
 
     A folder gives ``output/<stem>.png``; inputs that share a stem (``a.jpg``, ``a.png``) keep
     their extension in the name (``a_jpg.png``, ``a_png.png``) so neither overwrites the other. A
-    file gives ``output`` itself when it has an image extension, else ``output/<stem>.png``. With
+    file gives ``output`` itself when it has an image extension, else ``output/<stem>.png`` (a
+    known file type such as ``out.txt`` is refused rather than made a folder; ``out.v2`` is one). With
     ``styles`` K > 0 every name gets ``_s0 ... _sK-1``.
     """
     notes: list[str] = []
@@ -92,6 +94,12 @@ def plan_outputs(inputs: list[Path], source: Path, output: Path, styles: int = 0
         raise DataError(f"output {output}: a folder of inputs is translated into a folder; give a folder name")
     if not source.is_dir() and suffix not in IMAGE_EXTENSIONS and suffix in Image.registered_extensions():
         raise DataError(f"output {output}: cannot write {suffix} images; use one of {', '.join(IMAGE_EXTENSIONS)}")
+    known = suffix not in IMAGE_EXTENSIONS and mimetypes.guess_type(output.name)[0]
+    if not source.is_dir() and known and not output.is_dir():
+        raise DataError(  # out.txt, out.pdf: a file name, not meant as a folder (out.v2 still is one)
+            f"output {output}: a {suffix} file cannot hold an image; give an image name "
+            f"({', '.join(IMAGE_EXTENSIONS)}) or a folder"
+        )
     if source.is_dir():
         stems: dict[str, list[Path]] = {}
         for path in inputs:

@@ -198,6 +198,15 @@ def _gib(value: int | None) -> str:
     return "unknown" if value is None else f"{value / 2**30:.2f} GiB"
 
 
+def _duration(hours: float) -> str:
+    """``2.5 h``, ``3 days 4.0 h`` or ``12 min``: a schedule's length as a reader wants it."""
+    if hours < 1:
+        return f"{hours * 60:.0f} min" if hours * 60 >= 1 else f"{hours * 3600:.0f} s"
+    if hours >= 48:
+        return f"{hours // 24:.0f} days {hours % 24:.1f} h"
+    return f"{hours:.1f} h"
+
+
 def report(result: dict) -> str:
     """The probe as a few lines for the terminal."""
     width, height = result["image_size"]
@@ -211,7 +220,7 @@ def report(result: dict) -> str:
         f"  peak memory: {peak} ({_gib(result['free_memory'])} free besides)",
         f"  schedule: {result['steps_left']} steps"
         + (f" of {result['total_steps']}" if result["steps_left"] < result["total_steps"] else "")
-        + f" take ~{result['schedule_hours']:.1f} h at that rate: finished about "
+        + f" take ~{_duration(result['schedule_hours'])} at that rate: finished about "
         f"{result['finish'].replace('T', ' ')}",
     ]
     not_run = f"proposed from the measured memory, not run: its step would take over {TRIAL_SECONDS} s here"

@@ -136,11 +136,11 @@ def _resumed(resume: str | Path, changes: list[Update]) -> ResolvedRun:
     source = f"{resume} (stored config)"
     stored = validate(checkpoint["config"], source)
     check_hand_edits(resume, stored)
+    config = stored
+    if changes:  # an unknown key or a bad value is named as such before the resume rule is applied
+        config = validate(apply_updates(copy.deepcopy(checkpoint["config"]), changes), source, changes)
     for change in changes:
         check_resumable(change)
-    config = stored
-    if changes:
-        config = validate(apply_updates(copy.deepcopy(checkpoint["config"]), changes), source, changes)
     if config.train.max_steps is not None and config.train.max_steps < checkpoint["step"]:
         raise ConfigError(
             f"train.max_steps={config.train.max_steps} is below the step {checkpoint['step']} the run has reached; "
