@@ -205,9 +205,13 @@ def test_a_full_disk_while_saving_says_so_and_keeps_the_previous_checkpoint(tmp_
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 470")
 
     monkeypatch.setattr(torch, "save", full)
-    with pytest.raises(DiskFull, match=r"disk full at .*checkpoints: checkpoint latest\.pt did not fit \(~\d+ MB"):
+    full_at = r"disk full at .*checkpoints: checkpoint latest\.pt did not fit \(~4 kB"
+    with pytest.raises(DiskFull, match=full_at) as error:
         save_checkpoint(folder / "latest.pt", {"step": 2, "weights": torch.zeros(1000)})
+    assert f"the previous checkpoint {folder / 'latest.pt'} is intact" in str(error.value)
     assert (folder / "latest.pt").read_bytes() == before and not list(folder.glob(".*"))
+    with pytest.raises(DiskFull, match=r"~3\.8 MB needed, .*; no checkpoint had been saved before it"):
+        save_checkpoint(tmp_path / "new" / "step_0000010.pt", {"weights": torch.zeros(1_000_000)})
 
 
 def test_an_error_between_steps_saves_them_first_and_the_run_resumes_exactly(tmp_path, data, monkeypatch, capsys):

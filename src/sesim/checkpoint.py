@@ -40,11 +40,21 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         if is_disk_full(error):
             raise disk_full(
                 path.parent, _tensor_bytes(checkpoint), f"checkpoint {path.name}",
-                "the previous checkpoint is intact; free some space or set log.out_dir on a larger disk "
+                f"{_what_is_kept(path)}; free some space or set log.out_dir on a larger disk "
                 "(log.keep_checkpoints keeps fewer)",
             ) from None  # fmt: skip
         raise
     return path
+
+
+def _what_is_kept(path: Path) -> str:
+    """What a failed save of ``path`` leaves, truly: the checkpoint there was before it, or none."""
+    kept = [p for p in path.parent.glob("*.pt") if not p.name.startswith(".")]
+    if not kept:
+        return "no checkpoint had been saved before it"
+    latest = path.parent / "latest.pt"
+    previous = latest if latest in kept else max(kept, key=lambda p: p.stat().st_mtime)
+    return f"the previous checkpoint {previous} is intact"
 
 
 def _tensor_bytes(tree: Any) -> int:

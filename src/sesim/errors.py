@@ -58,11 +58,16 @@ def disk_full(folder, needed_bytes: int | None, what: str, then: str) -> DiskFul
     """The one line for a full disk: where, how much the write needed and how much is free."""
     import shutil
 
+    def size(count: int) -> str:  # one decimal where whole MB would read "6 MB needed, 6 MB free"
+        if count < 2**20:
+            return f"{count / 2**10:.0f} kB"
+        return f"{count / 2**20:.1f} MB" if count < 10 * 2**20 else f"{count / 2**20:.0f} MB"
+
     try:
-        free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MB free"
+        free = f"{size(shutil.disk_usage(folder).free)} free"
     except OSError:
         free = "free space unknown"
-    needed = f"~{needed_bytes / 2**20:.0f} MB needed, " if needed_bytes else ""
+    needed = f"~{size(needed_bytes)} needed, " if needed_bytes else ""
     return DiskFull(f"disk full at {folder}: {what} did not fit ({needed}{free}); {then}")
 
 

@@ -532,7 +532,8 @@ def save_before_failing(checkpointer: Checkpointer, run_dir: Path, step: int, be
     try:
         checkpointer.save(run_dir, step, best, f"step_{step:07d}.pt", "latest.pt")
     except Exception as failed:  # the cause may be the disk itself: the previous checkpoint stays
-        bar.write(f"note: could not save step {step} before stopping ({str(failed).splitlines()[0]})")
+        if str(failed) != str(error):  # not the error line itself once more
+            bar.write(f"note: could not save step {step} before stopping ({str(failed).splitlines()[0]})")
         return
     bar.write(
         f"note: saved step {step} before stopping: {run_dir / 'checkpoints' / f'step_{step:07d}.pt'}; "
