@@ -212,3 +212,13 @@ def test_a_hand_edited_config_is_never_ignored_without_a_word(started, capsys):
     path.write_text(original.replace("every: 1", "every: 2", 1))  # log.every: a resume may change it
     assert main(["train", "--resume", str(started), "--set", "train.max_steps=4"]) == 0
     assert "log.every: 2 in the file, 1 in the checkpoint" in capsys.readouterr().err
+
+
+def test_a_resume_rewrites_a_resumable_hand_edit_it_overruled(started, capsys):
+    """Editing train.max_steps in the file does not extend the run (that is --set's job), and the
+    file does not go on claiming a value that never applied."""
+    path = started / "config.yaml"
+    path.write_text(path.read_text().replace("max_steps: 3", "max_steps: 9"))
+    assert main(["train", "--resume", str(started)]) == 0
+    assert "train.max_steps: 9 in the file, 3 in the checkpoint" in capsys.readouterr().err
+    assert steps(started) == [1, 2, 3] and "max_steps: 3" in path.read_text() and "max_steps: 9" not in path.read_text()

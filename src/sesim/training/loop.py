@@ -356,7 +356,8 @@ def data_loader(run: Run, step: int) -> DataLoader:
 
 def open_run_dir(run: Run, resume: Path | None, changed: bool, lock: RunLock) -> Path:
     """A new numbered folder (or the resumed run's), locked for this run's writes (a folder has one
-    writer; taken before the config is rewritten), with the config as it now is; every process
+    writer; taken before the config is rewritten), with the config as it now is (a hand edit the
+    resume overruled is written over); every process
     learns its path, or the lock's refusal."""
     main, fresh = run.processes.main, resume is None
     run_dir, refused = None if fresh else resumed_run_dir(resume), None
@@ -364,8 +365,10 @@ def open_run_dir(run: Run, resume: Path | None, changed: bool, lock: RunLock) ->
         try:
             run_dir = new_run_dir(run.config.log.out_dir, run.config.name) if fresh else run_dir
             lock.acquire(run_dir)
-            if fresh or changed:
-                (run_dir / "config.yaml").write_text(to_yaml(run.config))
+            path, text = run_dir / "config.yaml", to_yaml(run.config)
+            # A resume rewrites a file edited in a resumable value too: it records what trains the run.
+            if fresh or changed or not path.is_file() or path.read_text(errors="replace") != text:
+                path.write_text(text)
         except ConfigError as error:
             refused = str(error)
     run_dir, refused = run.processes.gather((str(run_dir), refused) if main else None)[0]

@@ -207,8 +207,8 @@ def check_hand_edits(resume: str | Path, stored: RunConfig) -> None:
         )
     if edited and os.environ.get("RANK", "0") == "0":  # a resume's --set no checkpoint recorded, or an edit
         shown = "; ".join(f"{key}: {new} in the file, {old} in the checkpoint" for key, (old, new) in edited.items())
-        print(f"note: {path} differs from the checkpoint ({shown}); the checkpoint's values go on, "
-              "--set KEY=VALUE changes them", file=sys.stderr)  # fmt: skip
+        print(f"note: {path} differs from the checkpoint ({shown}); the checkpoint's values go on and the file "
+              "is rewritten to them, --set KEY=VALUE changes them", file=sys.stderr)  # fmt: skip
 
 
 def config_changes(stored: RunConfig, config: RunConfig) -> dict[str, tuple]:
