@@ -38,6 +38,7 @@ def test_demo_refuses_settings_it_would_drop_or_contradict(tmp_path, capsys):
         (["--set", f"log.out_dir={tmp_path}"], "use --out"),
         (["--steps", "3", "--set", "train.max_steps=5"], "both set the steps"),
         (["--steps", "0"], "demo: --steps must be at least 1, got 0"),
+        (["--set", "train.batch_sise=2"], "unknown key; did you mean train.batch_size?"),
     ]:
         assert main(["demo", "--out", str(tmp_path / "runs"), *extra]) == 2
         assert message in capsys.readouterr().err

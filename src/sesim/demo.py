@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sesim.config import Update, updates
+from sesim.config import Update, load_config, updates
 from sesim.data.images import image_grid, list_images, load_rgb, to_image, to_tensor
 from sesim.data.synthetic import write_domains
 from sesim.errors import ConfigError
@@ -100,10 +100,11 @@ def run_demo(out_dir: str = "runs", steps: int | None = None, overrides: tuple[s
         raise ConfigError(f"demo: --steps must be at least 1, got {steps}")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"demo: --out {out_dir} is a file; choose a folder (it is created if missing)")
-    data_root = demo_data(Path(out_dir) / "demo-data")
     changes.append(Update("log.out_dir", str(out_dir), f"--out {out_dir}"))
     if steps is not None:
         changes.append(Update("train.max_steps", steps, f"--steps {steps}"))
+    load_config("demo", changes)  # a bad --set is one line before the demo's data is written
+    data_root = demo_data(Path(out_dir) / "demo-data")
     run = resolve_run("demo", data=data_root, overrides=changes)
     config = run.config
     run_dir = train(run)
