@@ -222,3 +222,10 @@ def test_a_resume_rewrites_a_resumable_hand_edit_it_overruled(started, capsys):
     assert main(["train", "--resume", str(started)]) == 0
     assert "train.max_steps: 9 in the file, 3 in the checkpoint" in capsys.readouterr().err
     assert steps(started) == [1, 2, 3] and "max_steps: 3" in path.read_text() and "max_steps: 9" not in path.read_text()
+
+
+def test_a_comment_added_to_config_yaml_is_left_alone(started):
+    path = started / "config.yaml"
+    path.write_text("# my notes on this run\n" + path.read_text())
+    assert main(["train", "--resume", str(started)]) == 0
+    assert path.read_text().startswith("# my notes on this run\n")

@@ -48,6 +48,7 @@ CASES = [
     ("a folder of images to an image name", ["in", "out.png"], 2, "a folder of inputs is translated into a folder"),
     ("an image to a format it cannot write", ["in/a.png", "a.tiff"], 2, "cannot write .tiff images"),
     ("an image to a name with a dot (a folder)", ["in/a.png", "out.v2"], 0, "wrote 1 image(s) to out.v2"),
+    ("an image to a name the system calls a file type", ["in/a.png", "results.old"], 0, "to results.old"),
     ("an image to a text file's name", ["in/a.png", "out.txt"], 2, "a .txt file cannot hold an image"),
     ("a folder of images to a new folder", ["in", "out"], 0, "wrote 3 image(s)"),
 ]

@@ -94,7 +94,8 @@ def plan_outputs(inputs: list[Path], source: Path, output: Path, styles: int = 0
         raise DataError(f"output {output}: a folder of inputs is translated into a folder; give a folder name")
     if not source.is_dir() and suffix not in IMAGE_EXTENSIONS and suffix in Image.registered_extensions():
         raise DataError(f"output {output}: cannot write {suffix} images; use one of {', '.join(IMAGE_EXTENSIONS)}")
-    known = suffix not in IMAGE_EXTENSIONS and mimetypes.guess_type(output.name)[0]
+    # Python's own table, not the system's (/etc/mime.types makes out.d and results.old file types)
+    known = suffix not in IMAGE_EXTENSIONS and mimetypes.MimeTypes().guess_type(output.name)[0]
     if not source.is_dir() and known and not output.is_dir():
         raise DataError(  # out.txt, out.pdf: a file name, not meant as a folder (out.v2 still is one)
             f"output {output}: a {suffix} file cannot hold an image; give an image name "

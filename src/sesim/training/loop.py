@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+import yaml
 from torch.utils.data import DataLoader
 
 from sesim import errors
@@ -366,8 +367,7 @@ def open_run_dir(run: Run, resume: Path | None, changed: bool, lock: RunLock) ->
             run_dir = new_run_dir(run.config.log.out_dir, run.config.name) if fresh else run_dir
             lock.acquire(run_dir)
             path, text = run_dir / "config.yaml", to_yaml(run.config)
-            # A resume rewrites a file edited in a resumable value too: it records what trains the run.
-            if fresh or changed or not path.is_file() or path.read_text(errors="replace") != text:
+            if fresh or changed or not _records(path, text):
                 path.write_text(text)
         except ConfigError as error:
             refused = str(error)
@@ -375,6 +375,15 @@ def open_run_dir(run: Run, resume: Path | None, changed: bool, lock: RunLock) ->
     if refused:
         raise ConfigError(refused)
     return Path(run_dir)
+
+
+def _records(path: Path, text: str) -> bool:
+    """Whether a run's ``config.yaml`` still records the settings ``text`` holds: a resume writes
+    back a value edited by hand that it overruled, not a comment or a layout."""
+    try:
+        return yaml.safe_load(path.read_text()) == yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
 
 
 def run_training(resolved: ResolvedRun, processes: Processes, device: torch.device, lock: RunLock) -> Path:
