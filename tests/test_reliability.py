@@ -241,3 +241,29 @@ def test_an_error_between_steps_saves_them_first_and_the_run_resumes_exactly(tmp
     straight = train(tiny_config("fsesim", data, tmp_path / "straight", *settings))
     a, b = load_checkpoint(straight)["networks"]["generator"], load_checkpoint(resumed)["networks"]["generator"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_save_that_fails_for_the_runs_own_cause_is_not_said_twice(tmp_path):
+    """When the save before failing meets the error that ends the run (a full disk), the run's one
+    error line says it; a save that fails for another reason gets its own note."""
+    from sesim.errors import DiskFull
+    from sesim.training.loop import save_before_failing
+
+    full = "disk full at X: checkpoint step_0000003.pt did not fit (~6.0 MB needed, 5.9 MB free)"
+
+    class FullDisk:
+        def save(self, *args):
+            raise DiskFull(full)
+
+    class Bar:
+        def __init__(self):
+            self.lines = []
+
+        def write(self, text):
+            self.lines.append(text)
+
+    bar = Bar()
+    save_before_failing(FullDisk(), tmp_path, 3, None, DiskFull(full), bar)
+    assert bar.lines == []
+    save_before_failing(FullDisk(), tmp_path, 3, None, ValueError("cannot read image a.png"), bar)
+    assert bar.lines == [f"note: could not save step 3 before stopping ({full})"]
