@@ -23,6 +23,10 @@
 #   bash benchmarks/gpu_checks.sh --smoke       # every stage at toy sizes on the CPU (CI runs this)
 #   SESIM_CHECK_STAGES="train_step loop" bash benchmarks/gpu_checks.sh   # rerun only these stages
 #   SESIM_CHECK_VARIANTS="defaults bf16+graph" ...                        # only these train_step variants
+#   SESIM_CHECK_METHODS=fsesim SESIM_CHECK_BATCHES=8 SESIM_CHECK_STEP_SECONDS=300 ...  # and only these rows, longer
+#   (the next lent GPU, for issue 27's batch-8 bar: torch.compile under the step graph against the defaults:
+#    SESIM_CHECK_STAGES=train_step SESIM_CHECK_METHODS=fsesim SESIM_CHECK_BATCHES=8 SESIM_CHECK_STEP_SECONDS=300
+#    SESIM_CHECK_VARIANTS="defaults bf16+compile+graph" bash benchmarks/gpu_checks.sh)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SMOKE=0
@@ -93,9 +97,12 @@ if [ "$SMOKE" = 1 ]; then
 else
   read -r -a VARIANTS <<<"${SESIM_CHECK_VARIANTS:-baseline defaults fp32 fp32+nhwc fp32+graph fp32+nhwc+graph bf16 \
 bf16+graph bf16+nhwc+graph}"
-  STEP=(--batch 1 8 --repeats 10 --warmup 2 --variants "${VARIANTS[@]}")
+  read -r -a METHODS <<<"${SESIM_CHECK_METHODS:-fsesim lsesim}"
+  read -r -a BATCHES <<<"${SESIM_CHECK_BATCHES:-1 8}"
+  STEP=(--methods "${METHODS[@]}" --batch "${BATCHES[@]}" --repeats 10 --warmup 2 --variants "${VARIANTS[@]}")
 fi
-stage train_step 100 yes "$PY" benchmarks/train_step.py --device "$DEVICE" "${STEP[@]}" --out "$WORK/train_step.partial"
+stage train_step "${SESIM_CHECK_STEP_SECONDS:-100}" yes "$PY" benchmarks/train_step.py --device "$DEVICE" "${STEP[@]}" \
+  --out "$WORK/train_step.partial"
 [ "$SMOKE" = 0 ] && stage translate 20 yes "$PY" benchmarks/translate.py --device "$DEVICE" --batch 1 8 --repeats 10 \
   --no-compile
 

@@ -53,3 +53,26 @@ def test_gpu_bundle_is_split_for_the_tables_and_a_smoke_bundle_is_refused():
     assert documents["maps_gpu"]["methods"]["fsesim"]["steps"] == 900
     with pytest.raises(ValueError, match="smoke"):
         module.split({**bundle, "smoke": True})
+
+
+def test_the_step_rows_and_their_budget_can_be_chosen_for_one_question(tmp_path):
+    """A lent GPU's call can ask one question (FSeSim at batch 8, compiled under the graph, against
+    the defaults) with the budget a compile needs; the choice reaches the benchmark's arguments."""
+    seen = tmp_path / "arguments.txt"
+    fake = tmp_path / "python3"
+    fake.write_text(
+        f'#!/bin/sh\ncase "$1" in benchmarks/train_step.py) echo "$@" > "{seen}"; echo "{{\\"rows\\": 1}}"; exit 0 ;; '
+        "esac\nexit 0\n"
+    )
+    fake.chmod(0o755)
+    environment = {
+        **os.environ, "OUT": str(tmp_path / "out"), "PYTHON": str(fake), "SESIM_CHECK_DEVICE": "cpu",
+        "SESIM_CHECK_STAGES": "train_step", "SESIM_CHECK_METHODS": "fsesim", "SESIM_CHECK_BATCHES": "8",
+        "SESIM_CHECK_STEP_SECONDS": "300", "SESIM_CHECK_VARIANTS": "defaults bf16+compile+graph",
+    }  # fmt: skip
+    result = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=environment, cwd=tmp_path)
+    assert "== train_step (at most 300 s)" in result.stdout
+    arguments = seen.read_text().split()
+    assert arguments[arguments.index("--methods") + 1 : arguments.index("--batch")] == ["fsesim"]
+    assert arguments[arguments.index("--batch") + 1 : arguments.index("--repeats")] == ["8"]
+    assert arguments[arguments.index("--variants") + 1 : arguments.index("--out")] == ["defaults", "bf16+compile+graph"]
