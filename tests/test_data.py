@@ -115,3 +115,29 @@ def test_a_folder_lists_every_format_a_single_file_reads(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     assert [p.name for p in list_images(tmp_path)] == ["a.tif", "b.tiff", "c.gif", "d.png"]
     assert load_rgb(tmp_path / "c.gif").size == (8, 8)
+
+
+def test_images_far_larger_than_the_load_size_are_named_before_training(tmp_path, capsys):
+    """A 300 px photo among 40 px tiles at data.load_size=36 is decoded in full to be shrunk every
+    time it is drawn: the dry run and the real start say so (and name it); crop mode, which keeps
+    the full size, does not."""
+    from sesim.cli import main
+    from sesim.data.unpaired import check_survey
+    from tests.helpers import TINY, tiny_data
+
+    data = tiny_data(tmp_path / "data")
+    big = data / "trainA" / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 280, 3), dtype=np.uint8)).save(big)
+
+    def survey(preprocess):
+        return check_survey(UnpairedImages(data / "trainA", data / "trainB", 0, preprocess, 36, 32))
+
+    assert any(f"1 image(s) over 4x data.load_size=36 on their short side (largest {big}, 280x300)" in line
+               for line in survey("resize_and_crop"))  # fmt: skip
+    assert not any("data.load_size" in line for line in survey("crop"))
+    big.unlink()
+    assert not any("data.load_size" in line for line in survey("resize_and_crop"))
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 280, 3), dtype=np.uint8)).save(big)
+    sets = [arg for s in [*TINY, f"log.out_dir={tmp_path / 'runs'}", "train.max_steps=1"] for arg in ("--set", s)]
+    assert main(["train", "fsesim", "--data", str(data), *sets]) == 0
+    assert "note: 1 image(s) over 4x data.load_size=36" in capsys.readouterr().out

@@ -21,7 +21,7 @@ from sesim import errors
 from sesim.backbones.vgg import VGG16_FILE
 from sesim.backbones.weights import hub_checkpoint_path
 from sesim.config import RunConfig, TrainConfig, to_yaml
-from sesim.data.unpaired import StepSampler, UnpairedImages, check_survey, domain_folders
+from sesim.data.unpaired import StepSampler, UnpairedImages, check_survey, domain_folders, oversized
 from sesim.errors import ConfigError, DeviceError, OutOfMemory, WeightsUnavailableError, one_line
 from sesim.evaluation.held_out import HELD_OUT_METRICS
 from sesim.methods import METHODS, NonFiniteLoss, Optimization, TranslationMethod
@@ -174,6 +174,8 @@ def banner(
             else f"{constant_steps}, then linear to 0 at step {total_steps} (train.schedule=step)"
         ),
     ]
+    if note := oversized(dataset):
+        lines.append(f"  note: {note}")
     if t.max_steps and t.max_steps != scheduled:
         lines.append(
             f"  train.max_steps={t.max_steps} {'compresses' if total_steps < scheduled else 'stretches'} the "
