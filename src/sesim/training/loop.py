@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
 from sesim import errors
@@ -359,33 +358,23 @@ def data_loader(run: Run, step: int) -> DataLoader:
 
 def open_run_dir(run: Run, resume: Path | None, changed: bool, lock: RunLock) -> Path:
     """A new numbered folder (or the resumed run's), locked for this run's writes (a folder has one
-    writer; taken before the config is rewritten), with the config as it now is (a hand edit the
-    resume overruled is written over); every process
-    learns its path, or the lock's refusal."""
+    writer; taken before the config is rewritten), with the config as it now is where it ``changed``
+    (a resume's changes, or a hand edit the resume overruled); every process learns its path, or
+    the lock's refusal."""
     main, fresh = run.processes.main, resume is None
     run_dir, refused = None if fresh else resumed_run_dir(resume), None
     if main:
         try:
             run_dir = new_run_dir(run.config.log.out_dir, run.config.name) if fresh else run_dir
             lock.acquire(run_dir)
-            path, text = run_dir / "config.yaml", to_yaml(run.config)
-            if fresh or changed or not _records(path, text):
-                path.write_text(text)
+            if fresh or changed:
+                (run_dir / "config.yaml").write_text(to_yaml(run.config))
         except ConfigError as error:
             refused = str(error)
     run_dir, refused = run.processes.gather((str(run_dir), refused) if main else None)[0]
     if refused:
         raise ConfigError(refused)
     return Path(run_dir)
-
-
-def _records(path: Path, text: str) -> bool:
-    """Whether a run's ``config.yaml`` still records the settings ``text`` holds: a resume writes
-    back a value edited by hand that it overruled, not a comment or a layout."""
-    try:
-        return yaml.safe_load(path.read_text()) == yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False
 
 
 def run_training(resolved: ResolvedRun, processes: Processes, device: torch.device, lock: RunLock) -> Path:
@@ -405,7 +394,7 @@ def run_training(resolved: ResolvedRun, processes: Processes, device: torch.devi
     loader = data_loader(run, step)
     fresh, total = checkpoint is None, run.plan.total_steps
     # -- the run folder, the log, what the user is told before the first step --
-    run_dir = open_run_dir(run, resolved.resume, bool(resolved.changes), lock)
+    run_dir = open_run_dir(run, resolved.resume, bool(resolved.changes) or resolved.record_stale, lock)
     logger = RunLogger(run_dir, tensorboard=log.tensorboard) if main else None
     if main:
         print(banner(run_dir, step, run.dataset, device, config, processes.world_size, run.plan))

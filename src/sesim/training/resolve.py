@@ -46,6 +46,7 @@ class ResolvedRun:
     checkpoint: dict | None = None  # the loaded checkpoint of a resume
     resume: Path | None = None  # what --resume named: a run folder or one of its checkpoint files
     changes: dict[str, tuple] = field(default_factory=dict)  # a resume's {key: (stored, new)}
+    record_stale: bool = False  # a resume's config.yaml no longer records the run's settings: rewrite it
 
     @property
     def step(self) -> int:
@@ -135,7 +136,7 @@ def _resumed(resume: str | Path, changes: list[Update]) -> ResolvedRun:
     check_newest(resume, checkpoint)
     source = f"{resume} (stored config)"
     stored = validate(checkpoint["config"], source)
-    check_hand_edits(resume, stored)
+    stale = check_hand_edits(resume, stored)
     config = stored
     if changes:  # an unknown key or a bad value is named as such before the resume rule is applied
         config = validate(apply_updates(copy.deepcopy(checkpoint["config"]), changes), source, changes)
@@ -151,7 +152,7 @@ def _resumed(resume: str | Path, changes: list[Update]) -> ResolvedRun:
         lock = RunLock()
         lock.acquire(resumed_run_dir(resume))  # refuses while another process trains the run
         lock.release()
-    return ResolvedRun(config, checkpoint, Path(resume), config_changes(stored, config))
+    return ResolvedRun(config, checkpoint, Path(resume), config_changes(stored, config), stale)
 
 
 def resumed_run_dir(resume: str | Path) -> Path:
@@ -176,14 +177,15 @@ def check_newest(resume: str | Path, checkpoint: dict) -> None:
         )
 
 
-def check_hand_edits(resume: str | Path, stored: RunConfig) -> None:
+def check_hand_edits(resume: str | Path, stored: RunConfig) -> bool:
     """A run's ``config.yaml`` records what trains it and is never read back. A resume refuses a
     file that no longer matches the checkpoint in a setting no resume may change (an edit by
     hand), and says which value goes on where it differs in one a resume may change (an edit, or
-    the ``--set`` of a resume that stopped before its first checkpoint)."""
+    the ``--set`` of a resume that stopped before its first checkpoint). Returns whether the file
+    must be written again (missing, or holding a value the resume overrules; a comment is kept)."""
     path = resumed_run_dir(resume) / "config.yaml"
     if not path.is_file():
-        return
+        return True
     try:
         data = yaml.safe_load(path.read_text())
         if not isinstance(data, dict):
@@ -209,6 +211,7 @@ def check_hand_edits(resume: str | Path, stored: RunConfig) -> None:
         shown = "; ".join(f"{key}: {new} in the file, {old} in the checkpoint" for key, (old, new) in edited.items())
         print(f"note: {path} differs from the checkpoint ({shown}); the checkpoint's values go on and the file "
               "is rewritten to them, --set KEY=VALUE changes them", file=sys.stderr)  # fmt: skip
+    return bool(edited)
 
 
 def config_changes(stored: RunConfig, config: RunConfig) -> dict[str, tuple]:
