@@ -187,8 +187,8 @@ OVERSIZE = 4  # an image whose short side is this many times data.load_size is m
 def oversized(dataset: UnpairedImages) -> str | None:
     """A note on training images far larger than the size they are shrunk to (``resize_and_crop``,
     ``zoom_and_crop``): each is decoded in full every time it is drawn, which can make loading,
-    not the step, what a run waits for (one 120-megapixel PNG among four 256 px tiles, shrunk to
-    72 px for the demo's network: 2.0 instead of 49 images/s on a 2-core CPU)."""
+    not the step, what a run waits for (one 120-megapixel PNG beside seven 256 px tiles, shrunk to
+    72 px for the demo's network: 2.0 instead of 49 images/s on a 2-core CPU, benchmarks/RESULTS.md)."""
     load_size = dataset.geometry["load_size"]
     if dataset.geometry["preprocess"] not in ("resize_and_crop", "zoom_and_crop"):
         return None
